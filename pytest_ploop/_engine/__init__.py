@@ -1,0 +1,1 @@
+"""The engine: runs tasks in worker processes. Never imports pytest."""

@@ -1,0 +1,133 @@
+"""Messages between the main process and its workers: frozen dataclasses, nothing else.
+
+Every message crosses a socket as one frame (see ``_transport``): an 8-byte length and the
+message pickled. Payloads that a user supplies (the function, arguments, results, exceptions)
+travel as bytes pickled separately, so that a payload that cannot be pickled or unpickled fails
+its own task and never the message that carries it.
+
+This module is imported by the worker: standard library only.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from dataclasses import dataclass, field
+
+
+class Phase(enum.IntEnum):
+    """What a worker is doing, as it writes to its shared status slot."""
+
+    IDLE = 0
+    RUNNING = 1  # running the task named in the slot
+    SENDING = 2  # pickling and sending a chunk's results
+    LOADING = 3  # unpickling a chunk's arguments or a function
+
+
+# Positions in the worker's shared status slot (a ``RawArray('d', SLOT_SIZE)``).
+SLOT_INDEX = 0  # index of the task running now
+SLOT_START = 1  # time.monotonic() when it started
+SLOT_PHASE = 2  # a Phase
+SLOT_SEQ = 3  # sequence number of the chunk being worked on
+SLOT_SIZE = 4
+
+
+# -- main process -> worker -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Function:
+    """Load the function of job ``job``: from ``payload`` (pickled), or, when ``payload`` is
+    ``None``, from the functions the worker inherited when it was forked."""
+
+    job: int
+    payload: bytes | None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Run the function of ``job`` on each argument; ``args`` is the pickled list of them."""
+
+    job: int
+    seq: int
+    indices: range | tuple[int, ...]
+    args: bytes
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Run no more tasks of ``job``: report the ones not started as skipped."""
+
+    job: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish and exit."""
+
+
+# -- worker -> main process -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A task's exception, as much of it as can cross the process boundary.
+
+    ``where`` is ``"argument"``, ``"run"`` or ``"result"``: which step of the task failed.
+    ``exc`` is the pickled exception when it survived a pickling round trip, else ``None``.
+    """
+
+    type_name: str
+    message: str
+    traceback: str
+    where: str
+    exc: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    """The results of a chunk's tasks, in the chunk's order.
+
+    ``values`` is the pickled list of results (``None`` where the task failed or did not run).
+    The first ``len(ends)`` tasks ran; the rest were skipped after a :class:`Cancel`.
+    Times are ``time.monotonic()`` seconds: the first task started at ``start``, and each
+    later one when the one before it ended. ``cpu`` is seconds of CPU per task.
+    """
+
+    job: int
+    seq: int
+    values: bytes
+    failures: dict[int, Failure]
+    start: float
+    ends: array[float]
+    cpu: array[float]
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkRejected:
+    """The chunk's arguments could not be unpickled as a whole; none of its tasks ran."""
+
+    job: int
+    seq: int
+    failure: Failure
+
+
+@dataclass(frozen=True)
+class FunctionFailed:
+    """The function of ``job`` could not be loaded in the worker."""
+
+    job: int
+    failure: Failure
+
+
+@dataclass(frozen=True)
+class Output:
+    """Reserved for workers' captured output (the plugin's ``-s``)."""
+
+    text: str
+    stream: str = field(default="stdout")
+
+
+ToWorker = Function | Chunk | Cancel | Stop
+FromWorker = ChunkDone | ChunkRejected | FunctionFailed | Output

@@ -1,0 +1,616 @@
+"""The main process's event loop for one run: dispatch, outcomes, ticks, termination.
+
+One thread, one loop over a selector that watches every worker's socket (results), every
+worker's process sentinel (death) and a wake-up pipe (signals). Each wake-up does one of:
+
+- a worker's message: a chunk finished (values, failures, timings), or was rejected;
+- a worker ended: the task it was running (read from its shared slot) is ``crashed`` or, if
+  the loop killed it for running too long, ``timed_out``; the other tasks it held go back to
+  the queue; its slot gets a fresh worker when there is work for it;
+- a tick (``TICK_S``): sample resources, enforce timeouts and the drain deadline.
+
+Termination is one ladder for every trigger: ``RUNNING -> DRAINING`` (no new chunks; workers
+are told to cancel what they have not started; tasks in flight get ``grace`` seconds)
+``-> TERMINATING`` (the busy workers and their children are killed) ``-> DONE`` (every task
+taken from the input has exactly one outcome). A second Ctrl-C or a SIGTERM goes straight to
+TERMINATING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+import os
+import pickle
+import selectors
+import signal
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from .._errors import PloopError, TaskTimeout, WorkerCrashed
+from . import _metrics, _worker
+from ._messages import (
+    SLOT_INDEX,
+    SLOT_PHASE,
+    SLOT_SEQ,
+    SLOT_START,
+    Cancel,
+    Chunk,
+    ChunkDone,
+    ChunkRejected,
+    Function,
+    FunctionFailed,
+    Phase,
+)
+from ._outcomes import Outcomes, bounded_repr, rebuild
+from ._record import RunRecord, WorkerInfo
+from ._schedule import Progress, make_scheduler
+from ._workers import InFlight, WorkerHandle, Workers, signal_name
+
+TICK_S = 0.1
+PREFETCH = 2  # chunks per worker: one running, one waiting, so a worker never idles on IPC
+_JOBS = itertools.count(1)
+_SEQS = itertools.count(1)
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    DRAINING = "draining"
+    TERMINATING = "terminating"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run behaves (validated by the API layer)."""
+
+    workers: int
+    timeout: float | None = None
+    fail_fast: bool = False
+    schedule: str = "dynamic"
+    chunksize: int | None = None
+    grace: float = 5.0
+    max_ahead: int | None = None  # streaming: dispatched but not yet consumed, at most
+    handle_signals: bool = True
+
+
+def length_of(items: Iterable[Any]) -> int | None:
+    """``len(items)`` when it has one (never consuming it), else ``None``."""
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+class Run:
+    """One function over one input on a set of workers; drive it with :meth:`poll`."""
+
+    def __init__(
+        self,
+        workers: Workers,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        options: RunOptions,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> None:
+        self.workers = workers
+        self.fn = fn
+        self.options = options
+        self.total = length_of(items)
+        self.it: Iterator[Any] = iter(items)
+        self.job = next(_JOBS)
+        self.scheduler = make_scheduler(options.schedule, options.chunksize, self.total)
+        self.outcomes = Outcomes()
+        self.record = RunRecord(options.workers, workers.start_method, time.monotonic())
+        self.progress = progress
+        self.state = State.RUNNING
+        self.stop_reason = ""
+        self.fatal: BaseException | None = None
+        self.interrupted: int | None = None
+        self.consumed = 0
+        self.exhausted = False
+        self.delivered = 0  # for max_ahead: tasks the consumer has taken
+        self._peeked: deque[Any] = deque()
+        self._retry: deque[tuple[int, Any, bool]] = deque()  # index, argument, isolate
+        self._mean_task_s: float | None = None
+        self._payload: bytes | None = None
+        self._drain_deadline = 0.0
+        self._next_tick = 0.0
+        self._signals: list[int] = []
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup = -1
+        self._sampler = _metrics.Sampler()
+        self._selector = selectors.DefaultSelector()
+        self._masks: dict[int, int] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        _worker.PARENT_FDS.update((self._wake_r, self._wake_w))
+        self._selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        # key.data is (kind, worker or None)
+        if workers.start_method == "fork":
+            _worker.INHERITED[self.job] = fn
+        else:
+            self._function_payload()  # fail now, before any process starts
+        workers.count = options.workers
+        for w in workers.live():
+            self._watch(w)
+        self._install_signals()
+        self._fill()
+        self._check_done()
+
+    # -- driving ------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+    def poll(self, timeout: float = TICK_S) -> None:
+        """Wait up to ``timeout`` for events and act on them."""
+        if self.done:
+            return
+        for key, mask in self._selector.select(timeout):
+            kind, w = key.data
+            if w is None:
+                with contextlib.suppress(OSError):
+                    while os.read(self._wake_r, 512):
+                        pass
+                continue
+            if kind == "chan":
+                if mask & selectors.EVENT_WRITE:
+                    w.channel.flush()
+                if mask & selectors.EVENT_READ:
+                    for msg in w.channel.read():
+                        self._on_message(w, msg)
+                if w.channel.closed and self.workers.get(w.index) is w:
+                    w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
+                    self._on_death(w)
+            elif self.workers.get(w.index) is w:  # its sentinel: the process ended
+                self._on_death(w)
+        self._on_signals()
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_S
+            self._tick(now)
+        self._fill()
+        self._check_done()
+        self._update_masks()
+
+    def run_to_end(self) -> None:
+        """Poll until every task has its outcome."""
+        while not self.done:
+            self.poll()
+
+    def abort(self, reason: str) -> None:
+        """Stop now: kill busy workers; every task without an outcome is ``not_run``."""
+        if self.done:
+            return
+        self._stop(reason)
+        self._terminate_busy()
+        self._check_done()
+
+    def finish(self) -> None:
+        """Close the run's bookkeeping (always call, also after an error)."""
+        if self.state is not State.DONE:
+            self.abort(self.stop_reason or "the run ended early")
+        self.record.ended = time.monotonic()
+        self.record.counts = self.outcomes.counts.copy()
+        for wid, pids in self.workers.pids.items():
+            info = self.record.worker_info.setdefault(wid, WorkerInfo(wid))
+            info.pids = list(pids)
+            info.restarts = self.workers.restarts.get(wid, 0)
+        self._restore_signals()
+        _worker.INHERITED.pop(self.job, None)
+        for fd in (self._wake_r, self._wake_w):
+            _worker.PARENT_FDS.discard(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._selector.close()
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _has_work(self) -> bool:
+        if self._retry or self._peeked:
+            return True
+        if self.exhausted:
+            return False
+        try:
+            self._peeked.append(next(self.it))
+        except StopIteration:
+            self.exhausted = True
+            return False
+        return True
+
+    def _fill(self) -> None:
+        if self.state is not State.RUNNING:
+            return
+        n = self.options.workers
+        for depth in range(PREFETCH):
+            for i in range(n):
+                w = self.workers.get(i)
+                if w is not None and len(w.inflight) > depth:
+                    continue
+                if not self._has_work() or self._held_back():
+                    return
+                chunk = self._next_chunk()
+                if chunk is None:
+                    continue
+                if w is None:
+                    w = self.workers.start(i)
+                    self._watch(w)
+                self._send(w, chunk)
+
+    def _held_back(self) -> bool:
+        ahead = self.options.max_ahead
+        return ahead is not None and self.consumed - self.delivered >= ahead
+
+    def _next_chunk(self) -> InFlight | None:
+        indices, args = self._take()
+        try:
+            blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            kept = [(i, a) for i, a in zip(indices, args, strict=True) if self._picklable(i, a)]
+            if not kept:
+                return None
+            indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
+            blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        return InFlight(self.job, next(_SEQS), indices, blob)
+
+    def _take(self) -> tuple[range | tuple[int, ...], list[Any]]:
+        if self._retry:
+            index, arg, isolate = self._retry.popleft()
+            pairs = [(index, arg)]
+            while not isolate and self._retry and not self._retry[0][2] and len(pairs) < 64:
+                index, arg, _ = self._retry.popleft()
+                pairs.append((index, arg))
+            return tuple(i for i, _ in pairs), [a for _, a in pairs]
+        remaining = None if self.total is None else self.total - self.consumed
+        size = self.scheduler.chunk_size(
+            Progress(remaining, self.options.workers, self._mean_task_s)
+        )
+        if self.options.max_ahead is not None:
+            size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
+        args = list(self._peeked)
+        self._peeked.clear()
+        if len(args) < size and not self.exhausted:
+            try:
+                args.extend(itertools.islice(self.it, size - len(args)))
+            finally:
+                if len(args) < size:
+                    self.exhausted = True
+        start = self.consumed
+        self.consumed += len(args)
+        return range(start, start + len(args)), args
+
+    def _picklable(self, index: int, arg: Any) -> bool:
+        try:
+            pickle.dumps(arg, protocol=pickle.HIGHEST_PROTOCOL)
+            return True
+        except Exception as exc:
+            error = PloopError(
+                f"the argument of task {index} cannot be pickled to send it to a worker: "
+                f"{type(exc).__name__}: {exc}. Pass picklable arguments (plain data, or objects "
+                "whose classes are defined at module level), or open resources inside the task"
+            )
+            error.__cause__ = exc
+            self.outcomes.fail(index, "failed", bounded_repr(arg), error, str(error))
+            self._after_failure()
+            return False
+
+    def _function_payload(self) -> bytes:
+        if self._payload is None:
+            try:
+                self._payload = pickle.dumps(self.fn, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                import cloudpickle  # lambdas, closures, functions of __main__
+
+                try:
+                    self._payload = cloudpickle.dumps(self.fn)
+                except Exception as exc:
+                    raise PloopError(
+                        f"the function {self.fn!r} cannot be pickled to send it to the workers "
+                        f"(start_method={self.workers.start_method!r}): {type(exc).__name__}: "
+                        f"{exc}. Use start_method='fork', or a function that does not hold "
+                        "unpicklable state (open files, locks, sockets)"
+                    ) from exc
+        return self._payload
+
+    def _send(self, w: WorkerHandle, chunk: InFlight) -> None:
+        if self.job not in w.jobs:
+            inherited = self.job in _worker.INHERITED and w.started_with_job(self.job)
+            w.channel.queue(Function(self.job, None if inherited else self._function_payload()))
+            w.jobs.add(self.job)
+        w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args))
+        w.inflight.append(chunk)
+
+    def _requeue(self, index: int, arg: Any, isolate: bool) -> None:
+        if self.state is State.RUNNING:
+            self._retry.append((index, arg, isolate))
+        else:
+            self.outcomes.not_run(index, bounded_repr(arg), self.stop_reason)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _on_message(self, w: WorkerHandle, msg: Any) -> None:
+        match msg:
+            case ChunkDone():
+                self._chunk_done(w, msg)
+            case ChunkRejected():
+                chunk = w.inflight.popleft()
+                args = pickle.loads(chunk.args)
+                if len(chunk.indices) == 1:
+                    exc = rebuild(msg.failure)
+                    index, arg = chunk.indices[0], args[0]
+                    self.outcomes.fail(
+                        index, "failed", bounded_repr(arg), exc, msg.failure.traceback, w.id
+                    )
+                    self._after_failure()
+                else:  # find the argument that cannot be unpickled: one task a chunk
+                    for index, arg in zip(chunk.indices, args, strict=True):
+                        self._requeue(index, arg, True)
+            case FunctionFailed():
+                f = msg.failure
+                self.fatal = PloopError(
+                    f"the function {self.fn!r} could not be loaded in worker {w.id} "
+                    f"(start_method={self.workers.start_method!r}): {f.type_name}: {f.message}. "
+                    "Define it at module level in a module the workers can import, or use "
+                    "start_method='fork'"
+                )
+                self.fatal.__cause__ = rebuild(f)
+                self._stop("the function could not be loaded in a worker")
+                self._terminate_busy()
+
+    def _chunk_done(self, w: WorkerHandle, msg: ChunkDone) -> None:
+        chunk = w.inflight.popleft()
+        assert chunk.seq == msg.seq, (chunk.seq, msg.seq)
+        n, ran = len(chunk.indices), len(msg.ends)
+        failures = dict(msg.failures)
+        try:
+            values: list[Any] = pickle.loads(msg.values)
+        except Exception as exc:
+            values = [None] * n
+            failures.update({p: _result_failure(exc) for p in range(ran) if p not in failures})
+        indices = chunk.indices if ran == n else chunk.indices[:ran]
+        if failures or ran < n:
+            args = _unpickle_or_none(chunk.args, n)
+            for pos, f in sorted(failures.items()):
+                self.outcomes.fail(
+                    chunk.indices[pos],
+                    "failed",
+                    bounded_repr(args[pos]),
+                    rebuild(f),
+                    f.traceback,
+                    w.id,
+                )
+            for pos in range(ran, n):
+                self.outcomes.not_run(
+                    chunk.indices[pos], bounded_repr(args[pos]), self.stop_reason or "cancelled"
+                )
+        if ran:
+            self.outcomes.passed(indices, values if ran == n else values[:ran], frozenset(failures))
+            self.record.tasks.add(
+                indices, w.id, msg.start, msg.ends, msg.cpu, dict.fromkeys(failures, "failed")
+            )
+            busy = msg.ends[-1] - msg.start
+            info = self.record.worker_info.setdefault(w.id, WorkerInfo(w.id))
+            info.tasks += ran
+            info.busy_s += busy
+            old = self._mean_task_s
+            self._mean_task_s = busy / ran if old is None else 0.5 * old + 0.5 * busy / ran
+            w.tasks_done += ran
+        if failures:
+            self._after_failure()
+
+    def _after_failure(self) -> None:
+        if self.options.fail_fast:
+            self._stop("fail_fast: an earlier task failed")
+
+    def _on_death(self, w: WorkerHandle) -> None:
+        """Settle the tasks of a worker whose process ended, and free its slot."""
+        if self.workers.get(w.index) is not w:
+            return
+        w.process.join(timeout=1.0)
+        code = w.process.exitcode
+        phase, seq = int(w.slot[SLOT_PHASE]), int(w.slot[SLOT_SEQ])
+        running, started = int(w.slot[SLOT_INDEX]), w.slot[SLOT_START]
+        inflight = list(w.inflight)
+        w.inflight.clear()
+        self._unwatch(w)
+        detail = w.dump_text().strip()
+        self._sampler.forget(w.pid)
+        self.workers.discard(w)
+        if not inflight:
+            return
+        first, rest = inflight[0], inflight[1:]
+        args = _unpickle_or_none(first.args, len(first.indices))
+        on_first = seq == first.seq
+        if w.killed_for == "terminate":
+            for index, arg in zip(first.indices, args, strict=True):
+                why = self.stop_reason
+                if on_first and phase == Phase.RUNNING and index == running:
+                    why += f"; still running after the {self.options.grace:g}s grace, terminated"
+                self.outcomes.not_run(index, bounded_repr(arg), why)
+        elif on_first and phase == Phase.RUNNING and running in first.indices:
+            for index, arg in zip(first.indices, args, strict=True):
+                if index != running:
+                    self._requeue(index, arg, False)
+                    continue
+                self._blame(w, index, arg, code, started, detail)
+        elif on_first and phase != Phase.IDLE and len(first.indices) == 1:
+            self._blame(w, first.indices[0], args[0], code, started, detail)
+        else:  # died between tasks: try them again one by one to find the culprit
+            for index, arg in zip(first.indices, args, strict=True):
+                self._requeue(index, arg, on_first and phase != Phase.IDLE)
+        for chunk in rest:
+            for index, arg in zip(
+                chunk.indices, _unpickle_or_none(chunk.args, len(chunk.indices)), strict=True
+            ):
+                self._requeue(index, arg, False)
+
+    def _blame(
+        self, w: WorkerHandle, index: int, arg: Any, code: int | None, started: float, detail: str
+    ) -> None:
+        now = time.monotonic()
+        exc: BaseException
+        if w.killed_for == "timeout":
+            assert self.options.timeout is not None
+            exc = TaskTimeout(index, self.options.timeout, w.timeout_stack)
+            kind = "timed_out"
+        else:
+            sig = signal_name(code)
+            if sig == "SIGKILL":
+                detail = "(was it the OOM killer? see the kernel log)\n" + detail
+            exc = WorkerCrashed(index, None if sig else code, sig, detail)
+            kind = "crashed"
+        self.outcomes.fail(index, kind, bounded_repr(arg), exc, str(exc), w.id)  # type: ignore[arg-type]
+        self.record.tasks.add((index,), w.id, started, array("d", (now,)), (0.0,), {0: kind})
+        info = self.record.worker_info.setdefault(w.id, WorkerInfo(w.id))
+        info.tasks += 1
+        info.busy_s += now - started
+        self._after_failure()
+
+    def _tick(self, now: float) -> None:
+        live = self.workers.live()
+        if live:
+            self.record.samples.extend(self._sampler.sample({w.id: w.pid for w in live}))
+        timeout = self.options.timeout
+        if timeout is not None:
+            for w in live:
+                if (
+                    w.inflight
+                    and int(w.slot[SLOT_PHASE]) == Phase.RUNNING
+                    and now - w.slot[SLOT_START] > timeout
+                ):
+                    w.timeout_stack = self.workers.signal_stack_dump(w)
+                    w.killed_for = "timeout"
+                    self.workers.kill([w])
+                    self._on_death(w)
+        if self.state is State.DRAINING and now >= self._drain_deadline:
+            self._terminate_busy()
+        if self.progress is not None:
+            self.progress(self.outcomes.settled, self.total)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        if self.state is not State.RUNNING:
+            return
+        self.state = State.DRAINING
+        self.stop_reason = reason
+        self._drain_deadline = time.monotonic() + self.options.grace
+        for w in self.workers.live():
+            if w.inflight:
+                w.channel.queue(Cancel(self.job))
+        while self._retry:
+            index, arg, _ = self._retry.popleft()
+            self.outcomes.not_run(index, bounded_repr(arg), reason)
+        while self._peeked:
+            arg = self._peeked.popleft()
+            self.outcomes.not_run(self.consumed, bounded_repr(arg), reason)
+            self.consumed += 1
+
+    def _terminate_busy(self) -> None:
+        busy = [w for w in self.workers.live() if w.inflight]
+        if not busy:
+            return
+        self.state = State.TERMINATING
+        for w in busy:
+            w.killed_for = "terminate"
+        self.workers.kill(busy, wait_s=1.0)
+        for w in busy:
+            self._on_death(w)
+
+    def _check_done(self) -> None:
+        if self.state is State.DONE:
+            return
+        busy = any(w.inflight for w in self.workers.live())
+        if busy:
+            return
+        if self.state is State.RUNNING and (self._retry or self._peeked or not self.exhausted):
+            return
+        self.state = State.DONE
+
+    @property
+    def not_consumed(self) -> int | None:
+        """Input items never taken from the input (``None`` when its length is unknown)."""
+        if self.total is None:
+            return 0 if self.exhausted else None
+        return self.total - self.consumed
+
+    # -- selector and signals -----------------------------------------------------------
+
+    def _watch(self, w: WorkerHandle) -> None:
+        self._selector.register(w.channel.fileno(), selectors.EVENT_READ, ("chan", w))
+        self._selector.register(w.process.sentinel, selectors.EVENT_READ, ("sentinel", w))
+        self._masks[w.channel.fileno()] = selectors.EVENT_READ
+
+    def _unwatch(self, w: WorkerHandle) -> None:
+        for fd in (w.channel.fileno(), w.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fd)
+        self._masks.pop(w.channel.fileno(), None)
+
+    def _update_masks(self) -> None:
+        for w in self.workers.live():
+            fd = w.channel.fileno()
+            if fd not in self._masks:
+                continue
+            want = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.channel.wants_write else 0)
+            if self._masks[fd] != want:
+                self._selector.modify(fd, want, ("chan", w))
+                self._masks[fd] = want
+
+    def _install_signals(self) -> None:
+        if (
+            not self.options.handle_signals
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _restore_signals(self) -> None:
+        if not self._old_handlers:
+            return
+        signal.set_wakeup_fd(self._old_wakeup)
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)  # act on it in the loop, never in the handler
+
+    def _on_signals(self) -> None:
+        while self._signals:
+            sig = self._signals.pop(0)
+            first = self.interrupted is None
+            self.interrupted = sig if first or sig == signal.SIGTERM else self.interrupted
+            if sig == signal.SIGINT and first:
+                self._stop("interrupted (Ctrl-C); press Ctrl-C again to stop at once")
+            else:
+                self._stop("terminated by SIGTERM" if sig == signal.SIGTERM else "interrupted")
+                self._terminate_busy()
+
+
+def _unpickle_or_none(blob: bytes, n: int) -> list[Any]:
+    try:
+        args = pickle.loads(blob)
+        if isinstance(args, list) and len(args) == n:
+            return args
+    except Exception:
+        pass
+    return [None] * n
+
+
+def _result_failure(exc: Exception) -> Any:
+    from ._worker import capture
+
+    return capture(exc, "result")

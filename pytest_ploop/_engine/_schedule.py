@@ -1,0 +1,109 @@
+"""Scheduling policies: how many tasks the next chunk gets. Pure: plain values in and out.
+
+The main process asks the policy for a chunk size each time a worker has room. Names follow
+OpenMP where they fit:
+
+- ``static``: the input is cut into one block per worker (or blocks of ``chunksize``).
+- ``dynamic`` (default): chunk sizes adapt so that a chunk takes about ``TARGET_CHUNK_S`` of
+  worker time: tiny tasks go in large chunks (amortising messages), long ones one at a time.
+  Near the end of an input of known length chunks shrink so the workers finish together.
+- ``guided``: chunks of the remaining work divided by twice the workers, shrinking to 1.
+
+An explicit ``chunksize`` fixes the size for every policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ScheduleName = Literal["dynamic", "static", "guided"]
+SCHEDULES: tuple[ScheduleName, ...] = ("dynamic", "static", "guided")
+
+TARGET_CHUNK_S = 0.03
+MAX_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the scheduler knows when it is asked.
+
+    Attributes:
+        remaining: tasks not yet dispatched, or ``None`` when the input's length is unknown.
+        workers: workers in the run.
+        mean_task_s: the running mean of a task's wall time, ``None`` before any finished.
+    """
+
+    remaining: int | None
+    workers: int
+    mean_task_s: float | None
+
+
+class Scheduler(Protocol):
+    """A scheduling policy."""
+
+    def chunk_size(self, progress: Progress) -> int:
+        """How many tasks the next chunk takes (at least 1)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Chunks of a fixed size."""
+
+    size: int
+
+    def chunk_size(self, progress: Progress) -> int:
+        return self.size
+
+
+@dataclass(frozen=True)
+class Static:
+    """One block per worker, cut from the input's length; 64 when the length is unknown."""
+
+    total: int | None
+
+    def chunk_size(self, progress: Progress) -> int:
+        if self.total is None:
+            return 64
+        return max(1, math.ceil(self.total / progress.workers))
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """Chunks sized to take about ``target_s`` each; shrinking near the end of the input."""
+
+    target_s: float = TARGET_CHUNK_S
+
+    def chunk_size(self, progress: Progress) -> int:
+        if progress.mean_task_s is None:
+            return 1  # measure first: one task per worker tells how long a task takes
+        size = int(self.target_s / max(progress.mean_task_s, 1e-7))
+        if progress.remaining is not None:
+            # Leave every worker a share of the tail so none idles while one finishes.
+            size = min(size, math.ceil(progress.remaining / (2 * progress.workers)))
+        return max(1, min(size, MAX_CHUNK))
+
+
+@dataclass(frozen=True)
+class Guided:
+    """Remaining work over twice the workers, shrinking to one task."""
+
+    def chunk_size(self, progress: Progress) -> int:
+        if progress.remaining is None:
+            return Dynamic().chunk_size(progress)
+        return max(1, min(MAX_CHUNK, math.ceil(progress.remaining / (2 * progress.workers))))
+
+
+def make_scheduler(name: str, chunksize: int | None, total: int | None) -> Scheduler:
+    """Return the policy called ``name``; raise ``ValueError`` naming the choices otherwise."""
+    if chunksize is not None:
+        return Fixed(chunksize)
+    if name == "dynamic":
+        return Dynamic()
+    if name == "static":
+        return Static(total)
+    if name == "guided":
+        return Guided()
+    raise ValueError(f"schedule={name!r} is not one of {', '.join(map(repr, SCHEDULES))}")

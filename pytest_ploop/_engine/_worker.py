@@ -1,0 +1,291 @@
+"""The worker's side: a loop that runs chunks of tasks and sends their results back.
+
+Standard library and the engine's message modules only, so that a worker starts fast under
+``spawn``. Never imports pytest.
+
+Before each task the worker writes the task's index, its start time and its phase into a small
+shared-memory slot (see ``_messages.SLOT_*``). Writing there costs a fraction of a microsecond,
+where a message per task would cost tens; the main process reads the slot when the worker dies
+(to blame the right task) and on its tick (to enforce timeouts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from array import array
+from collections import deque
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _transport
+from ._messages import (
+    SLOT_INDEX,
+    SLOT_PHASE,
+    SLOT_SEQ,
+    SLOT_START,
+    Cancel,
+    Chunk,
+    ChunkDone,
+    ChunkRejected,
+    Failure,
+    Function,
+    FunctionFailed,
+    Phase,
+    Stop,
+)
+
+# Functions the main process registered before forking: a forked worker finds a job's
+# function here and nothing has to be pickled (closures and lambdas work under fork).
+INHERITED: dict[int, Callable[[Any], Any]] = {}
+
+# File descriptors that belong to the main process (its ends of every worker's socket, its
+# wake-up pipe). A forked worker closes them first, so that a worker sees EOF when the main
+# process goes away and no worker keeps another worker's socket open.
+PARENT_FDS: set[int] = set()
+
+# Hooks run in a freshly forked worker before its loop starts (the plugin adds its own).
+AFTER_FORK: list[Callable[[WorkerConfig], None]] = []
+
+_PR_SET_PDEATHSIG = 1
+_CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
+_CPU_PER_TASK_MAX = 64  # chunks up to this size measure CPU per task; larger ones apportion
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to know about itself."""
+
+    worker_id: str
+    index: int
+    count: int
+    parent_pid: int
+    dump_path: str
+    forked: bool
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig) -> None:
+    """Entry point of a worker process."""
+    _setup(config)
+    dump = open(config.dump_path, "w")  # noqa: SIM115 - open for the process's lifetime
+    faulthandler.enable(file=dump)
+    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True, chain=False)
+    try:
+        _Loop(sock, slot, config).run()
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _setup(config: WorkerConfig) -> None:
+    for fd in PARENT_FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    PARENT_FDS.clear()
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    # The main process decides what an interrupt means; a worker ignores Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _die_with_group)
+    # Own process group: the main process ends a worker and every process it started with
+    # one killpg(), and a terminal's Ctrl-C reaches only the main process.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    _die_with_parent(config.parent_pid)
+    os.environ.update(config.env)
+    for hook in AFTER_FORK if config.forked else ():
+        hook(config)
+
+
+def _die_with_group(signum: int, frame: object) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to send SIGTERM when the main process dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the request took effect
+        _die_with_group(signal.SIGTERM, None)
+
+
+def capture(exc: BaseException, where: str) -> Failure:
+    """Describe ``exc`` so that it can cross to the main process whatever it holds."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    blob: bytes | None
+    try:
+        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(blob)  # an exception can pickle and still fail to unpickle
+    except Exception:
+        blob = None
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() of the exception failed>"
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return Failure(name.removeprefix("builtins."), message, text, where, blob)
+
+
+class _Loop:
+    def __init__(
+        self, sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig
+    ) -> None:
+        self.sock = sock
+        self.slot = slot
+        self.config = config
+        self.functions: dict[int, Callable[[Any], Any]] = {}
+        self.cancelled: set[int] = set()
+        self.pending: deque[Any] = deque()
+
+    def run(self) -> None:
+        while True:
+            if self.pending:
+                msg = self.pending.popleft()
+            else:
+                try:
+                    msg = _transport.recv(self.sock)
+                except (_transport.Closed, OSError):
+                    return  # the main process is gone or closed us
+            match msg:
+                case Function():
+                    self._load(msg)
+                case Chunk():
+                    self._chunk(msg)
+                case Cancel():
+                    self.cancelled.add(msg.job)
+                case Stop():
+                    return
+
+    def _load(self, msg: Function) -> None:
+        self.cancelled.discard(msg.job)
+        try:
+            fn = INHERITED[msg.job] if msg.payload is None else pickle.loads(msg.payload)
+        except BaseException as exc:
+            _transport.send(self.sock, FunctionFailed(msg.job, capture(exc, "function")))
+            return
+        self.functions = {msg.job: fn}  # one job at a time; drop the old one
+
+    def _chunk(self, msg: Chunk) -> None:
+        slot = self.slot
+        slot[SLOT_SEQ] = msg.seq
+        slot[SLOT_PHASE] = Phase.LOADING
+        fn = self.functions.get(msg.job)
+        if fn is None or msg.job in self.cancelled:
+            self._skip(msg)
+            return
+        try:
+            args = pickle.loads(msg.args)
+        except BaseException as exc:
+            slot[SLOT_PHASE] = Phase.IDLE
+            _transport.send(self.sock, ChunkRejected(msg.job, msg.seq, capture(exc, "argument")))
+            return
+        self._run(msg, fn, args)
+
+    def _skip(self, msg: Chunk) -> None:
+        n = len(msg.indices)
+        empty: array[float] = array("d")
+        done = ChunkDone(msg.job, msg.seq, pickle.dumps([None] * n), {}, 0.0, empty, empty, n)
+        self.slot[SLOT_PHASE] = Phase.IDLE
+        _transport.send(self.sock, done)
+
+    def _run(self, msg: Chunk, fn: Callable[[Any], Any], args: list[Any]) -> None:
+        # The hot loop: per task, one clock read, two slot writes and an append. A task's
+        # start is the previous task's end (the chunk's start for the first).
+        slot, indices = self.slot, msg.indices
+        n = len(args)
+        values: list[Any] = []
+        failures: dict[int, Failure] = {}
+        ends: array[float] = array("d")
+        cpu: array[float] = array("d")
+        per_task_cpu = n <= _CPU_PER_TASK_MAX
+        monotonic, process_time = time.monotonic, time.process_time
+        chunk_cpu = c = process_time()
+        first_start = t = monotonic()
+        next_check = t + _CHECK_EVERY_S
+        slot[SLOT_PHASE] = Phase.RUNNING
+        skipped = 0
+        for pos, (index, arg) in enumerate(zip(indices, args, strict=True)):
+            slot[SLOT_INDEX] = index
+            slot[SLOT_START] = t
+            try:
+                values.append(fn(arg))
+            except BaseException as exc:
+                values.append(None)
+                failures[pos] = capture(exc, "run")
+            t = monotonic()
+            ends.append(t)
+            if per_task_cpu:
+                c, c0 = process_time(), c
+                cpu.append(c - c0)
+            if t >= next_check and pos + 1 < n:
+                next_check = t + _CHECK_EVERY_S
+                if self._cancel_requested(msg.job):
+                    skipped = n - pos - 1
+                    break
+        if not per_task_cpu:
+            _apportion(cpu, first_start, ends, process_time() - chunk_cpu)
+        slot[SLOT_PHASE] = Phase.SENDING
+        blob = _pickle_values(values, failures)
+        done = ChunkDone(msg.job, msg.seq, blob, failures, first_start, ends, cpu, skipped)
+        _transport.send(self.sock, done)
+        slot[SLOT_PHASE] = Phase.IDLE
+
+    def _cancel_requested(self, job: int) -> bool:
+        while select.select([self.sock], [], [], 0)[0]:
+            try:
+                msg = _transport.recv(self.sock)
+            except (_transport.Closed, OSError):
+                self.pending.append(Stop())
+                return True
+            if isinstance(msg, Cancel):
+                self.cancelled.add(msg.job)
+            else:
+                self.pending.append(msg)
+            if isinstance(msg, Stop):
+                return True
+        return job in self.cancelled
+
+
+def _apportion(cpu: array[float], first_start: float, ends: array[float], total: float) -> None:
+    """Share a chunk's CPU time among its tasks in proportion to their wall time.
+
+    Chunks of many tiny tasks measure CPU once per chunk: a per-task CPU clock read is a
+    system call that would cost more than the task itself.
+    """
+    if not ends:
+        return
+    wall = ends[-1] - first_start
+    prev = first_start
+    for end in ends:
+        cpu.append(total * (end - prev) / wall if wall > 0 else total / len(ends))
+        prev = end
+
+
+def _pickle_values(values: list[Any], failures: dict[int, Failure]) -> bytes:
+    try:
+        return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        pass
+    for pos, value in enumerate(values):
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:
+            failures[pos] = capture(exc, "result")
+            values[pos] = None
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)

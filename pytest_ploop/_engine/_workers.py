@@ -1,0 +1,212 @@
+"""Worker processes as the main process sees them: starting, replacing, stopping.
+
+A :class:`Workers` set owns the processes across runs (a ``Pool`` reuses them); a run
+(``_pool.Run``) borrows them. Worker slots keep their id (``w0``, ``w1``, ...) when the process
+in them is replaced after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import multiprocessing.sharedctypes
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+from . import _shutdown, _transport, _worker
+from ._messages import SLOT_SIZE, Stop
+
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def default_start_method() -> str:
+    """``fork`` on POSIX (workers inherit what the main process loaded), else ``spawn``."""
+    return "fork" if sys.platform != "win32" else "spawn"
+
+
+@dataclass
+class InFlight:
+    """A chunk sent to a worker and not yet answered."""
+
+    job: int
+    seq: int
+    indices: range | tuple[int, ...]
+    args: bytes
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """The main process's handle on one worker process."""
+
+    index: int
+    id: str
+    process: BaseProcess
+    channel: _transport.Channel
+    slot: MutableSequence[float]
+    dump_path: str
+    started: float
+    inflight: deque[InFlight] = field(default_factory=deque)
+    jobs: set[int] = field(default_factory=set)
+    tasks_done: int = 0
+    killed_for: str | None = None
+    timeout_stack: str = ""
+    inherited: frozenset[int] = frozenset()
+
+    def started_with_job(self, job: int) -> bool:
+        """Whether this worker was forked after ``job``'s function was registered."""
+        return job in self.inherited
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def dump_text(self) -> str:
+        """What faulthandler wrote for this worker (a crash's or a timeout's stack)."""
+        try:
+            with open(self.dump_path, errors="replace") as f:
+                return f.read()[-8000:]
+        except OSError:
+            return ""
+
+
+class Workers:
+    """Worker processes of one start method, started on demand and replaced after a crash."""
+
+    def __init__(self, start_method: str | None = None, env: dict[str, str] | None = None) -> None:
+        method = start_method or default_start_method()
+        if method not in START_METHODS:
+            raise ValueError(
+                f"start_method={method!r} is not one of {', '.join(map(repr, START_METHODS))}"
+            )
+        self.start_method = method
+        self.ctx = mp.get_context(method)
+        self.env = dict(env or {})
+        self.slots: list[WorkerHandle | None] = []
+        self.restarts: dict[str, int] = {}
+        self.pids: dict[str, list[int]] = {}
+        self.dir = tempfile.mkdtemp(prefix="ploop-")
+        self.count = 0  # the worker count announced to workers (set by the run)
+        self.on_start: list[Callable[[WorkerHandle], None]] = []
+        self.closed = False
+
+    def get(self, index: int) -> WorkerHandle | None:
+        """The live worker in slot ``index``, if any."""
+        return self.slots[index] if index < len(self.slots) else None
+
+    def live(self) -> list[WorkerHandle]:
+        """Every worker that has a process now."""
+        return [w for w in self.slots if w is not None]
+
+    def start(self, index: int) -> WorkerHandle:
+        """Start a worker in slot ``index`` (replacing a dead one there)."""
+        while len(self.slots) <= index:
+            self.slots.append(None)
+        wid = f"w{index}"
+        parent_sock, child_sock = socket.socketpair()
+        slot: MutableSequence[float] = mp.sharedctypes.RawArray("d", SLOT_SIZE)
+        dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
+        config = _worker.WorkerConfig(
+            worker_id=wid,
+            index=index,
+            count=self.count,
+            parent_pid=os.getpid(),
+            dump_path=dump_path,
+            forked=self.start_method == "fork",
+            env=self.env | {"PLOOP_WORKER": wid, "PLOOP_WORKER_COUNT": str(self.count)},
+        )
+        _worker.PARENT_FDS.add(parent_sock.fileno())
+        process = self.ctx.Process(  # type: ignore[attr-defined]
+            target=_worker.main, args=(child_sock, slot, config), name=f"ploop-{wid}", daemon=True
+        )
+        process.start()
+        child_sock.close()
+        with contextlib.suppress(OSError):  # both sides set it: no race with an early killpg
+            os.setpgid(process.pid, process.pid)
+        handle = WorkerHandle(
+            index, wid, process, _transport.Channel(parent_sock), slot, dump_path, time.monotonic()
+        )
+        if self.start_method == "fork":
+            handle.inherited = frozenset(_worker.INHERITED)
+        self.slots[index] = handle
+        self.pids.setdefault(wid, []).append(process.pid)
+        for hook in self.on_start:
+            hook(handle)
+        return handle
+
+    def discard(self, handle: WorkerHandle) -> None:
+        """Forget a worker whose process has ended; count the restart its slot will need."""
+        _worker.PARENT_FDS.discard(handle.channel.fileno())
+        handle.channel.close()
+        handle.process.join(timeout=1)
+        _shutdown.kill_group(handle.pid)  # its children that outlived it
+        if self.slots[handle.index] is handle:
+            self.slots[handle.index] = None
+        self.restarts[handle.id] = self.restarts.get(handle.id, 0) + 1
+        with contextlib.suppress(OSError):
+            handle.process.close()
+
+    def kill(self, handles: list[WorkerHandle], wait_s: float = 1.0) -> None:
+        """Terminate ``handles`` now (the ladder), without discarding them."""
+        _shutdown.terminate([h.process for h in handles], wait_s)
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """Stop every worker: ask, wait up to ``wait_s``, then terminate what is left."""
+        if self.closed:
+            return
+        self.closed = True
+        live = self.live()
+        for h in live:
+            with contextlib.suppress(Exception):
+                h.channel.queue(Stop())
+        deadline = time.monotonic() + wait_s
+        for h in live:
+            h.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        _shutdown.terminate([h.process for h in live if h.process.is_alive()], 1.0)
+        for h in live:
+            _worker.PARENT_FDS.discard(h.channel.fileno())
+            h.channel.close()
+            _shutdown.kill_group(h.pid)
+            h.process.join(timeout=1)
+        self.slots.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def signal_stack_dump(self, handle: WorkerHandle, wait_s: float = 0.3) -> str:
+        """Ask a (hung) worker for its stack via SIGUSR1 and return what it wrote."""
+        before = os.path.getsize(handle.dump_path) if os.path.exists(handle.dump_path) else 0
+        with contextlib.suppress(OSError):
+            os.kill(handle.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + wait_s
+        size = before
+        # A bounded wait for a file to grow: there is no event to wait on for faulthandler.
+        while time.monotonic() < deadline:
+            size = os.path.getsize(handle.dump_path) if os.path.exists(handle.dump_path) else 0
+            if size > before:
+                time.sleep(0.02)  # let it finish writing the dump
+                break
+            time.sleep(0.01)
+        return handle.dump_text()[-(max(size - before, 0) or 8000) :] if size > before else ""
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if not self.closed:
+                self.close(wait_s=0.5)
+
+
+def signal_name(exitcode: int | None) -> str | None:
+    """``"SIGSEGV"`` for an exit code of -11, ``None`` for a normal exit."""
+    if exitcode is None or exitcode >= 0:
+        return None
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"

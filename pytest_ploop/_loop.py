@@ -1,0 +1,393 @@
+"""The loop API: ``map``, ``Pool`` and map-reduce, on the engine.
+
+Every call is one *run*: the function over the input, on the workers, ending with exactly one
+outcome per task taken from the input and a run record. The call returns the results when
+every task passed, and raises :class:`~pytest_ploop.LoopError` otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from ._engine._cpus import resolve_workers
+from ._engine._inline import InlineRun
+from ._engine._outcomes import failure_message
+from ._engine._pool import Run, RunOptions
+from ._engine._record import RunRecord
+from ._engine._schedule import SCHEDULES
+from ._engine._workers import START_METHODS, Workers
+from ._errors import LoopError
+from ._progress import Progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+A = TypeVar("A")
+
+_UNSET: Any = object()
+_STREAM_AHEAD = 50_000  # streaming calls: results waiting for the consumer, at most
+
+__all__ = ["Pool", "map"]
+
+
+@dataclass(frozen=True)
+class _Options:
+    workers: int
+    timeout: float | None = None
+    fail_fast: bool = False
+    schedule: str = "dynamic"
+    chunksize: int | None = None
+    start_method: str | None = None
+    grace: float = 5.0
+    progress: bool = False
+
+
+def _options(
+    base: _Options | None = None,
+    *,
+    workers: int | str | None = _UNSET,
+    timeout: float | None = _UNSET,
+    fail_fast: bool = _UNSET,
+    schedule: str = _UNSET,
+    chunksize: int | None = _UNSET,
+    start_method: str | None = _UNSET,
+    grace: float = _UNSET,
+    progress: bool = _UNSET,
+) -> _Options:
+    """Validate options (those given override ``base``); raise with the fix when one is off."""
+    given: dict[str, Any] = {
+        k: v
+        for k, v in dict(
+            timeout=timeout, fail_fast=fail_fast, schedule=schedule, chunksize=chunksize,
+            start_method=start_method, grace=grace, progress=progress,
+        ).items()
+        if v is not _UNSET
+    }  # fmt: skip
+    if workers is not _UNSET or base is None:
+        given["workers"] = resolve_workers(None if workers is _UNSET else workers)
+    opts = replace(base, **given) if base is not None else _Options(**given)
+    if opts.timeout is not None and not (
+        isinstance(opts.timeout, int | float) and opts.timeout > 0
+    ):
+        raise ValueError(f"timeout={opts.timeout!r} must be a number of seconds above 0, or None")
+    if opts.chunksize is not None and not (
+        isinstance(opts.chunksize, int) and not isinstance(opts.chunksize, bool)
+        and opts.chunksize >= 1
+    ):  # fmt: skip
+        raise ValueError(
+            f"chunksize={opts.chunksize!r} must be a whole number of at least 1, or None"
+        )
+    if opts.schedule not in SCHEDULES:
+        raise ValueError(
+            f"schedule={opts.schedule!r} is not one of {', '.join(map(repr, SCHEDULES))}"
+        )
+    if opts.start_method is not None and opts.start_method not in START_METHODS:
+        raise ValueError(
+            f"start_method={opts.start_method!r} is not one of "
+            f"{', '.join(map(repr, START_METHODS))} (or None for the platform's default)"
+        )
+    if not (isinstance(opts.grace, int | float) and opts.grace >= 0):
+        raise ValueError(f"grace={opts.grace!r} must be a number of seconds, at least 0")
+    return opts
+
+
+def _check_call(fn: Any, items: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__} {fn!r:.60}")
+    try:
+        iter(items)
+    except TypeError:
+        raise TypeError(
+            f"items must be an iterable (a list, a range, a generator...), got "
+            f"{type(items).__name__} {items!r:.60}"
+        ) from None
+
+
+class Pool:
+    """Worker processes kept across calls: ``map``, ``imap``, ``imap_unordered``, ``map_reduce``.
+
+    Workers start on the first call (only as many as there are tasks, up to ``workers``) and
+    stay until :meth:`close`; a worker that crashes is replaced. Options given here are the
+    defaults of every call; each call can override them.
+
+    Args:
+        workers: how many worker processes: an int, or ``"auto"`` (the default) for the CPUs
+            this process may use (affinity and cgroup quota respected). ``1`` runs the tasks
+            in the calling process, so a debugger works.
+        timeout: seconds a task may run; an overdue task's worker is killed and the task is
+            ``timed_out``.
+        fail_fast: stop at the first task that does not pass; the rest are ``not_run``.
+        schedule: ``"dynamic"`` (adaptive chunks), ``"static"`` or ``"guided"``.
+        chunksize: tasks per message to a worker; ``None`` adapts it to the tasks' duration.
+        start_method: ``"fork"`` (POSIX default), ``"spawn"`` or ``"forkserver"``.
+        grace: seconds tasks in flight get to finish when the run stops early.
+        progress: show a progress bar on stderr (tqdm where installed).
+
+    Raises:
+        ValueError, TypeError: an option is out of range; the message says the fix.
+
+    Example:
+        >>> import operator
+        >>> import pytest_ploop as ploop
+        >>> with ploop.Pool(workers=2) as pool:
+        ...     squares = pool.map(abs, [-1, -2, 3])
+        ...     total = pool.map_reduce(abs, range(-3, 4), reduce=operator.add, initial=0)
+        >>> squares, total
+        ([1, 2, 3], 12)
+    """
+
+    def __init__(
+        self,
+        workers: int | str | None = None,
+        *,
+        timeout: float | None = None,
+        fail_fast: bool = False,
+        schedule: str = "dynamic",
+        chunksize: int | None = None,
+        start_method: str | None = None,
+        grace: float = 5.0,
+        progress: bool = False,
+    ) -> None:
+        self._defaults = _options(
+            workers=workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule,
+            chunksize=chunksize, start_method=start_method, grace=grace, progress=progress,
+        )  # fmt: skip
+        self._workers: Workers | None = None
+        self._closed = False
+        self.last_run: RunRecord | None = None
+        """The run record of the last call (also after it raised)."""
+
+    # -- public calls -------------------------------------------------------------------
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], **options: Any) -> list[R]:
+        """Apply ``fn`` to every item; return the results in input order.
+
+        Raises:
+            LoopError: some task did not pass; ``err.results`` holds the others' results.
+            KeyboardInterrupt: Ctrl-C (after the tasks in flight drained or were stopped).
+        """
+        run = self._start(fn, items, options, stream=False)
+        try:
+            run.run_to_end()
+        finally:
+            self._finish(run)
+        results: list[Any] = [None] * run.consumed
+        for batch in run.outcomes.ready:
+            if isinstance(batch.indices, range) and batch.indices.step == 1:
+                results[batch.indices.start : batch.indices.stop] = batch.values
+            else:
+                for i, v in zip(batch.indices, batch.values, strict=True):
+                    results[i] = v
+        for i in run.outcomes.failures:
+            results[i] = None
+        self._conclude(run, results)
+        return results
+
+    def imap(self, fn: Callable[[T], R], items: Iterable[T], **options: Any) -> Iterator[R]:
+        """Like :meth:`map`, yielding results in input order as they become available.
+
+        A task that does not pass yields nothing; the :class:`LoopError` raised after the last
+        result lists it by index. The input is consumed lazily.
+        """
+        return self._stream(fn, items, options, ordered=True)
+
+    def imap_unordered(
+        self, fn: Callable[[T], R], items: Iterable[T], *, with_index: bool = False,
+        **options: Any,
+    ) -> Iterator[Any]:  # fmt: skip
+        """Like :meth:`imap`, yielding results as tasks finish, in any order.
+
+        With ``with_index=True`` it yields ``(index, result)`` pairs.
+        """
+        return self._stream(fn, items, options, ordered=False, with_index=with_index)
+
+    def map_reduce(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        reduce: Callable[[A, R], A],
+        initial: A = _UNSET,
+        **options: Any,
+    ) -> A:
+        """Map ``fn`` over ``items`` in the workers and fold the results with ``reduce`` here,
+        in input order (so ``reduce`` need not be commutative), without keeping the results.
+
+        Without ``initial`` the first result starts the fold (an empty input then raises
+        ``TypeError``, as :func:`functools.reduce` does).
+        """
+        it = self.imap(fn, items, **options)
+        if initial is _UNSET:
+            try:
+                initial = next(it)  # type: ignore[assignment]
+            except StopIteration:
+                raise TypeError("map_reduce() of an empty input with no initial value") from None
+        return functools.reduce(reduce, it, initial)
+
+    def close(self) -> None:
+        """Stop the workers (they finish nothing more) and release them."""
+        self._closed = True
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+
+    terminate = close
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- running ------------------------------------------------------------------------
+
+    def _engine(self, start_method: str | None) -> Workers:
+        if self._closed:
+            raise ValueError("this Pool is closed; create a new one")
+        method = start_method or (self._workers.start_method if self._workers else None)
+        if self._workers is not None and self._workers.start_method != (
+            start_method or self._workers.start_method
+        ):
+            self._workers.close()
+            self._workers = None
+        if self._workers is None:
+            self._workers = Workers(method)
+        return self._workers
+
+    def _start(
+        self, fn: Any, items: Any, overrides: dict[str, Any], stream: bool
+    ) -> Run | InlineRun:
+        _check_call(fn, items)
+        unknown = set(overrides) - set(_Options.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        opts = _options(self._defaults, **overrides)
+        run_options = RunOptions(
+            workers=opts.workers,
+            timeout=opts.timeout,
+            fail_fast=opts.fail_fast,
+            schedule=opts.schedule,
+            chunksize=opts.chunksize,
+            grace=opts.grace,
+            max_ahead=_STREAM_AHEAD if stream else None,
+        )
+        self._progress = Progress() if opts.progress else None
+        if opts.workers == 1:
+            return InlineRun(fn, items, run_options, self._progress)
+        return Run(self._engine(opts.start_method), fn, items, run_options, self._progress)
+
+    def _finish(self, run: Run | InlineRun) -> None:
+        run.finish()
+        self.last_run = run.record
+        if self._progress is not None:
+            self._progress.close()
+
+    def _conclude(self, run: Run | InlineRun, results: list[Any] | None) -> None:
+        __tracebackhide__ = True
+        if run.fatal is not None:
+            raise run.fatal
+        if run.interrupted == signal.SIGTERM:
+            self.close()
+            signal.raise_signal(signal.SIGTERM)  # the handler we replaced decides now
+        elif run.interrupted is not None:
+            raise KeyboardInterrupt
+        failures = [run.outcomes.failures[i] for i in sorted(run.outcomes.failures)]
+        if failures:
+            total = run.consumed
+            raise LoopError(
+                failure_message(failures, total, run.not_consumed),
+                [f.exception for f in failures],
+                failures=failures,
+                results=results,
+                total=total,
+                not_consumed=run.not_consumed,
+            )
+
+    def _stream(
+        self, fn: Any, items: Any, overrides: dict[str, Any], *, ordered: bool,
+        with_index: bool = False,
+    ) -> Iterator[Any]:  # fmt: skip
+        run = self._start(fn, items, overrides, stream=True)
+        return self._drive_stream(run, ordered, with_index)
+
+    def _drive_stream(self, run: Run | InlineRun, ordered: bool, with_index: bool) -> Iterator[Any]:
+        failures = run.outcomes.failures
+        buffer: dict[int, Any] = {}
+        next_index = 0
+        try:
+            while True:
+                ready = run.outcomes.ready
+                while ready:
+                    batch = ready.popleft()
+                    pairs = (
+                        (i, v)
+                        for pos, (i, v) in enumerate(zip(batch.indices, batch.values, strict=True))
+                        if pos not in batch.failed
+                    )
+                    if ordered:
+                        buffer.update(pairs)
+                        continue
+                    for i, v in pairs:
+                        yield (i, v) if with_index else v
+                if ordered:
+                    while next_index in buffer or next_index in failures:
+                        if next_index in buffer:
+                            value = buffer.pop(next_index)
+                            next_index += 1
+                            run.delivered = next_index
+                            yield (next_index - 1, value) if with_index else value
+                        else:
+                            next_index += 1
+                            run.delivered = next_index
+                else:
+                    run.delivered = run.outcomes.settled
+                if run.done and not ready:
+                    break
+                run.poll()
+        except GeneratorExit:
+            run.abort("the caller stopped iterating")
+            self._finish(run)
+            raise
+        except BaseException:
+            self._finish(run)
+            raise
+        self._finish(run)
+        self._conclude(run, None)
+
+
+def map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int | str | None = None,
+    timeout: float | None = None,
+    fail_fast: bool = False,
+    schedule: str = "dynamic",
+    chunksize: int | None = None,
+    start_method: str | None = None,
+    grace: float = 5.0,
+    progress: bool = False,
+) -> list[R]:
+    """Apply ``fn`` to every item in worker processes; return the results in input order.
+
+    Workers are forked for the call (so ``fn`` may be a lambda or a closure under ``fork``) and
+    gone when it returns. Options as for :class:`Pool`.
+
+    Raises:
+        LoopError: any task did not pass (failed, crashed, timed out, not run); it holds one
+            exception per such task and ``err.results`` with the results of the others.
+        KeyboardInterrupt: Ctrl-C; the first drains the tasks in flight, a second stops now.
+        TypeError, ValueError: bad input, with the fix in the message.
+
+    Example:
+        >>> import pytest_ploop as ploop
+        >>> ploop.map(abs, [-3, -2, -1], workers=2)
+        [3, 2, 1]
+    """
+    with Pool(
+        workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule, chunksize=chunksize,
+        start_method=start_method, grace=grace, progress=progress,
+    ) as pool:  # fmt: skip
+        return pool.map(fn, items)
