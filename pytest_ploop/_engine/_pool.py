@@ -169,10 +169,10 @@ class Run:
                 if mask & selectors.EVENT_READ:
                     for msg in w.channel.read():
                         self._on_message(w, msg)
-                if w.channel.closed and self.workers.get(w.index) is w:
+                if w.channel.closed and self._current(w):
                     w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
                     self._on_death(w)
-            elif self.workers.get(w.index) is w:  # its sentinel: the process ended
+            elif self._current(w):  # its sentinel: the process ended
                 self._on_death(w)
         self._on_signals()
         now = time.monotonic()
@@ -412,9 +412,13 @@ class Run:
         if self.options.fail_fast:
             self._stop("fail_fast: an earlier task failed")
 
+    def _current(self, w: WorkerHandle) -> bool:
+        """Whether ``w`` is still the worker in its slot (not already settled)."""
+        return self.workers.get(w.index) is w
+
     def _on_death(self, w: WorkerHandle) -> None:
         """Settle the tasks of a worker whose process ended, and free its slot."""
-        if self.workers.get(w.index) is not w:
+        if not self._current(w):
             return
         w.process.join(timeout=1.0)
         code = w.process.exitcode

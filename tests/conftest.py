@@ -1,0 +1,63 @@
+"""Fixtures for the whole suite; the first rule: no test leaves a process behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+pytest_plugins = ["pytester"]
+
+_REAP_S = 10.0
+
+
+def _descendants() -> dict[int, psutil.Process]:
+    try:
+        return {p.pid: p for p in psutil.Process().children(recursive=True)}
+    except psutil.Error:  # pragma: no cover
+        return {}
+
+
+@pytest.fixture(autouse=True)
+def no_orphans(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a child process (or a grandchild) running when it ends."""
+    before = set(_descendants())
+    yield
+    left = {pid: p for pid, p in _descendants().items() if pid not in before}
+    if not left:
+        return
+    # Processes that were told to exit may still be on their way out: wait for the exit
+    # event (bounded), not a fixed sleep.
+    _, alive = psutil.wait_procs(list(left.values()), timeout=_REAP_S)
+    alive = [p for p in alive if _running(p)]
+    if alive:
+        names = ", ".join(f"{p.pid} {_cmd(p)}" for p in alive)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        pytest.fail(f"{request.node.nodeid} left processes running: {names}", pytrace=False)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _cmd(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())[:80] or p.name()
+    except psutil.Error:
+        return "?"
+
+
+@pytest.fixture
+def in_tmp(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> os.PathLike[str]:
+    """Run the test with the temporary directory as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
