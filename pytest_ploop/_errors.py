@@ -79,6 +79,8 @@ class WorkerCrashed(PloopError):
         exitcode: the worker's exit status, or ``None`` when it was ended by a signal.
         signal: the name of the signal that ended it (``"SIGSEGV"``, ``"SIGKILL"``), or ``None``.
         detail: extra text: the worker's last stack dump, a hint such as the OOM killer.
+        marker: the last number the task wrote to its worker's slot, if any (the pytest
+            plugin writes which test of a group was running).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class WorkerCrashed(PloopError):
         self.exitcode = exitcode
         self.signal = signal
         self.detail = detail
+        self.marker: int | None = None
 
 
 class TaskTimeout(PloopError):
@@ -102,6 +105,7 @@ class TaskTimeout(PloopError):
         index: the task's position in the input.
         timeout: the limit in seconds.
         stack: the worker's stack when it was stopped, where Python could dump one.
+        marker: as for :class:`WorkerCrashed`.
     """
 
     def __init__(self, index: int, timeout: float, stack: str = "") -> None:
@@ -112,6 +116,7 @@ class TaskTimeout(PloopError):
         self.index = index
         self.timeout = timeout
         self.stack = stack
+        self.marker: int | None = None
 
 
 class TaskNotRun(PloopError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -35,10 +36,8 @@ def no_orphans(request: pytest.FixtureRequest) -> Iterator[None]:
     if alive:
         names = ", ".join(f"{p.pid} {_cmd(p)}" for p in alive)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         pytest.fail(f"{request.node.nodeid} left processes running: {names}", pytrace=False)
 
 

@@ -29,7 +29,8 @@ SLOT_INDEX = 0  # index of the task running now
 SLOT_START = 1  # time.monotonic() when it started
 SLOT_PHASE = 2  # a Phase
 SLOT_SEQ = 3  # sequence number of the chunk being worked on
-SLOT_SIZE = 4
+SLOT_MARKER = 4  # a number the task may write (the plugin: which test of a group runs)
+SLOT_SIZE = 5
 
 
 # -- main process -> worker -------------------------------------------------------------
@@ -57,6 +58,13 @@ class Chunk:
 @dataclass(frozen=True)
 class Cancel:
     """Run no more tasks of ``job``: report the ones not started as skipped."""
+
+    job: int
+
+
+@dataclass(frozen=True)
+class NoMore:
+    """No task of ``job`` follows what was sent: a lookahead function may finish."""
 
     job: int
 
@@ -102,6 +110,7 @@ class ChunkDone:
     ends: array[float]
     cpu: array[float]
     skipped: int = 0
+    starts: array[float] | None = None  # given when tasks did not start back to back
 
 
 @dataclass(frozen=True)
@@ -129,5 +138,5 @@ class Output:
     stream: str = field(default="stdout")
 
 
-ToWorker = Function | Chunk | Cancel | Stop
+ToWorker = Function | Chunk | Cancel | NoMore | Stop
 FromWorker = ChunkDone | ChunkRejected | FunctionFailed | Output

@@ -38,6 +38,7 @@ from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _metrics, _worker
 from ._messages import (
     SLOT_INDEX,
+    SLOT_MARKER,
     SLOT_PHASE,
     SLOT_SEQ,
     SLOT_START,
@@ -47,6 +48,7 @@ from ._messages import (
     ChunkRejected,
     Function,
     FunctionFailed,
+    NoMore,
     Phase,
 )
 from ._outcomes import Outcomes, bounded_repr, rebuild
@@ -246,6 +248,13 @@ class Run:
                     w = self.workers.start(i)
                     self._watch(w)
                 self._send(w, chunk)
+        if not self._has_work():
+            # Tell each busy worker that nothing follows what it holds: a lookahead task
+            # (the plugin's) waits for that before it tears its fixtures down.
+            for w in self.workers.live():
+                if w.inflight and not w.told_no_more:
+                    w.channel.queue(NoMore(self.job))
+                    w.told_no_more = True
 
     def _held_back(self) -> bool:
         ahead = self.options.max_ahead
@@ -329,6 +338,7 @@ class Run:
             w.jobs.add(self.job)
         w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args))
         w.inflight.append(chunk)
+        w.told_no_more = False
 
     def _requeue(self, index: int, arg: Any, isolate: bool) -> None:
         if self.state is State.RUNNING:
@@ -423,6 +433,7 @@ class Run:
         w.process.join(timeout=1.0)
         code = w.process.exitcode
         phase, seq = int(w.slot[SLOT_PHASE]), int(w.slot[SLOT_SEQ])
+        marker = int(w.slot[SLOT_MARKER])
         running, started = int(w.slot[SLOT_INDEX]), w.slot[SLOT_START]
         inflight = list(w.inflight)
         w.inflight.clear()
@@ -446,9 +457,9 @@ class Run:
                 if index != running:
                     self._requeue(index, arg, False)
                     continue
-                self._blame(w, index, arg, code, started, detail)
+                self._blame(w, index, arg, code, started, detail, marker)
         elif on_first and phase != Phase.IDLE and len(first.indices) == 1:
-            self._blame(w, first.indices[0], args[0], code, started, detail)
+            self._blame(w, first.indices[0], args[0], code, started, detail, marker)
         else:  # died between tasks: try them again one by one to find the culprit
             for index, arg in zip(first.indices, args, strict=True):
                 self._requeue(index, arg, on_first and phase != Phase.IDLE)
@@ -459,19 +470,28 @@ class Run:
                 self._requeue(index, arg, False)
 
     def _blame(
-        self, w: WorkerHandle, index: int, arg: Any, code: int | None, started: float, detail: str
+        self,
+        w: WorkerHandle,
+        index: int,
+        arg: Any,
+        code: int | None,
+        started: float,
+        detail: str,
+        marker: int,
     ) -> None:
         now = time.monotonic()
         exc: BaseException
         if w.killed_for == "timeout":
             assert self.options.timeout is not None
             exc = TaskTimeout(index, self.options.timeout, w.timeout_stack)
+            exc.marker = marker if marker >= 0 else None
             kind = "timed_out"
         else:
             sig = signal_name(code)
             if sig == "SIGKILL":
                 detail = "(was it the OOM killer? see the kernel log)\n" + detail
             exc = WorkerCrashed(index, None if sig else code, sig, detail)
+            exc.marker = marker if marker >= 0 else None
             kind = "crashed"
         self.outcomes.fail(index, kind, bounded_repr(arg), exc, str(exc), w.id)  # type: ignore[arg-type]
         self.record.tasks.add((index,), w.id, started, array("d", (now,)), (0.0,), {0: kind})
@@ -502,6 +522,10 @@ class Run:
             self.progress(self.outcomes.settled, self.total)
 
     # -- stopping -----------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Stop dispatching and drain: tasks in flight get the grace period (see the ladder)."""
+        self._stop(reason)
 
     def _stop(self, reason: str) -> None:
         if self.state is not State.RUNNING:

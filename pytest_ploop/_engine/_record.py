@@ -65,6 +65,7 @@ class TaskTable:
         ends: array[float],
         cpu: Sequence[float],
         failed: dict[int, str] | None = None,
+        starts: Sequence[float] | None = None,
     ) -> None:
         """Append a chunk's tasks: the first started at ``first_start``, each later one when
         the one before it ended. ``failed`` maps positions that did not pass to their outcome.
@@ -72,8 +73,11 @@ class TaskTable:
         n = len(ends)
         self.index.extend(indices)
         self.worker.extend(array("H", [self._worker_code(worker)]) * n)
-        self.start.append(first_start)
-        self.start.extend(ends[: n - 1])
+        if starts is not None:
+            self.start.extend(starts)
+        else:
+            self.start.append(first_start)
+            self.start.extend(ends[: n - 1])
         self.end.extend(ends)
         self.cpu_s.extend(cpu)
         codes = array("b", bytes(n))

@@ -30,6 +30,7 @@ from typing import Any
 from . import _transport
 from ._messages import (
     SLOT_INDEX,
+    SLOT_MARKER,
     SLOT_PHASE,
     SLOT_SEQ,
     SLOT_START,
@@ -40,6 +41,7 @@ from ._messages import (
     Failure,
     Function,
     FunctionFailed,
+    NoMore,
     Phase,
     Stop,
 )
@@ -55,6 +57,14 @@ PARENT_FDS: set[int] = set()
 
 # Hooks run in a freshly forked worker before its loop starts (the plugin adds its own).
 AFTER_FORK: list[Callable[[WorkerConfig], None]] = []
+
+# Set on the function: the worker calls fn(arg, next_arg), where next_arg is the argument of
+# the task this worker runs next, or END when none follows (see _Loop._run_lookahead).
+LOOKAHEAD = "ploop_lookahead"
+END: Any = None
+
+# This worker's shared slot, for set_marker().
+_SLOT: MutableSequence[float] | None = None
 
 _PR_SET_PDEATHSIG = 1
 _CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
@@ -74,8 +84,17 @@ class WorkerConfig:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def set_marker(value: float) -> None:
+    """Write ``value`` where the main process reads it if this worker dies (see SLOT_MARKER)."""
+    if _SLOT is not None:
+        _SLOT[SLOT_MARKER] = value
+
+
 def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig) -> None:
     """Entry point of a worker process."""
+    global _SLOT
+    _SLOT = slot
+    slot[SLOT_MARKER] = -1
     _setup(config)
     dump = open(config.dump_path, "w")  # noqa: SIM115 - open for the process's lifetime
     faulthandler.enable(file=dump)
@@ -169,6 +188,8 @@ class _Loop:
                     self._chunk(msg)
                 case Cancel():
                     self.cancelled.add(msg.job)
+                case NoMore():
+                    pass  # only a lookahead task waiting for its successor needs it
                 case Stop():
                     return
 
@@ -195,7 +216,10 @@ class _Loop:
             slot[SLOT_PHASE] = Phase.IDLE
             _transport.send(self.sock, ChunkRejected(msg.job, msg.seq, capture(exc, "argument")))
             return
-        self._run(msg, fn, args)
+        if getattr(fn, LOOKAHEAD, False):
+            self._run_lookahead(msg, fn, args)
+        else:
+            self._run(msg, fn, args)
 
     def _skip(self, msg: Chunk) -> None:
         n = len(msg.indices)
@@ -245,6 +269,80 @@ class _Loop:
         done = ChunkDone(msg.job, msg.seq, blob, failures, first_start, ends, cpu, skipped)
         _transport.send(self.sock, done)
         slot[SLOT_PHASE] = Phase.IDLE
+
+    def _run_lookahead(self, msg: Chunk, fn: Callable[..., Any], args: list[Any]) -> None:
+        """Run tasks as fn(arg, next_arg): the last task of a chunk waits for the next chunk
+        (or NoMore, Cancel, Stop) so that it knows what follows it. The pytest plugin needs
+        this to tear fixtures down exactly as a serial run does."""
+        slot, indices = self.slot, msg.indices
+        n = len(args)
+        values: list[Any] = []
+        failures: dict[int, Failure] = {}
+        starts: array[float] = array("d")
+        ends: array[float] = array("d")
+        cpu: array[float] = array("d")
+        skipped = 0
+        for pos, (index, arg) in enumerate(zip(indices, args, strict=True)):
+            if pos + 1 < n:
+                next_arg, cancelled = args[pos + 1], False
+            else:
+                slot[SLOT_PHASE] = Phase.IDLE  # waiting: no task of ours runs now
+                next_arg, cancelled = self._wait_next(msg.job)
+            if cancelled or (pos and self._cancel_requested(msg.job)):
+                skipped = n - pos
+                break
+            slot[SLOT_MARKER] = -1
+            slot[SLOT_INDEX] = index
+            c0, t0 = time.process_time(), time.monotonic()
+            slot[SLOT_START] = t0
+            slot[SLOT_PHASE] = Phase.RUNNING
+            try:
+                values.append(fn(arg, next_arg))
+            except BaseException as exc:
+                values.append(None)
+                failures[pos] = capture(exc, "run")
+            starts.append(t0)
+            ends.append(time.monotonic())
+            cpu.append(time.process_time() - c0)
+        slot[SLOT_PHASE] = Phase.SENDING
+        blob = _pickle_values(values, failures)
+        first = starts[0] if starts else 0.0
+        done = ChunkDone(msg.job, msg.seq, blob, failures, first, ends, cpu, skipped, starts)
+        _transport.send(self.sock, done)
+        slot[SLOT_PHASE] = Phase.IDLE
+
+    def _wait_next(self, job: int) -> tuple[Any, bool]:
+        """The argument of the task after this chunk, END, and whether the job is cancelled.
+
+        Messages read here stay queued in ``pending`` (in order) for the main loop, except
+        the NoMore and Cancel that answer the wait.
+        """
+        i = 0
+        while True:
+            if i < len(self.pending):
+                msg = self.pending[i]
+            else:
+                try:
+                    msg = _transport.recv(self.sock)
+                except (_transport.Closed, OSError):
+                    self.pending.append(Stop())
+                    return END, True
+                self.pending.append(msg)
+            if isinstance(msg, Chunk) and msg.job == job:
+                try:
+                    return pickle.loads(msg.args)[0], False
+                except BaseException:
+                    return END, False  # that chunk is rejected when its turn comes
+            if isinstance(msg, NoMore | Cancel):
+                del self.pending[i]
+                if isinstance(msg, Cancel):
+                    self.cancelled.add(msg.job)
+                if msg.job == job:
+                    return END, isinstance(msg, Cancel)
+                continue
+            if isinstance(msg, Stop):
+                return END, True
+            i += 1
 
     def _cancel_requested(self, job: int) -> bool:
         while select.select([self.sock], [], [], 0)[0]:

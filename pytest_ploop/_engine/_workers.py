@@ -59,6 +59,7 @@ class WorkerHandle:
     tasks_done: int = 0
     killed_for: str | None = None
     timeout_stack: str = ""
+    told_no_more: bool = False
     inherited: frozenset[int] = frozenset()
 
     def started_with_job(self, job: int) -> bool:

@@ -1,0 +1,1 @@
+"""Benchmarks for pytest-ploop. Not part of the installed package; see README.md."""
