@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Phase(enum.IntEnum):
@@ -131,12 +131,14 @@ class FunctionFailed:
 
 
 @dataclass(frozen=True)
-class Output:
-    """Reserved for workers' captured output (the plugin's ``-s``)."""
+class Emitted:
+    """Something a running task sent to the main process at once (``_worker.emit``): the
+    plugin streams each test's reports this way, so none is lost if the worker dies later."""
 
-    text: str
-    stream: str = field(default="stdout")
+    job: int
+    index: int
+    payload: bytes
 
 
 ToWorker = Function | Chunk | Cancel | NoMore | Stop
-FromWorker = ChunkDone | ChunkRejected | FunctionFailed | Output
+FromWorker = ChunkDone | ChunkRejected | FunctionFailed | Emitted

@@ -46,6 +46,7 @@ from ._messages import (
     Chunk,
     ChunkDone,
     ChunkRejected,
+    Emitted,
     Function,
     FunctionFailed,
     NoMore,
@@ -120,6 +121,7 @@ class Run:
         self.exhausted = False
         self.delivered = 0  # for max_ahead: tasks the consumer has taken
         self._peeked: deque[Any] = deque()
+        self.emitted: deque[tuple[int, str, Any]] = deque()  # (task index, worker, payload)
         self._retry: deque[tuple[int, Any, bool]] = deque()  # index, argument, isolate
         self._mean_task_s: float | None = None
         self._payload: bytes | None = None
@@ -352,6 +354,9 @@ class Run:
         match msg:
             case ChunkDone():
                 self._chunk_done(w, msg)
+            case Emitted():
+                if msg.job == self.job:
+                    self.emitted.append((msg.index, w.id, pickle.loads(msg.payload)))
             case ChunkRejected():
                 chunk = w.inflight.popleft()
                 args = pickle.loads(chunk.args)

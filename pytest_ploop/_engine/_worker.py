@@ -38,6 +38,7 @@ from ._messages import (
     Chunk,
     ChunkDone,
     ChunkRejected,
+    Emitted,
     Failure,
     Function,
     FunctionFailed,
@@ -63,8 +64,10 @@ AFTER_FORK: list[Callable[[WorkerConfig], None]] = []
 LOOKAHEAD = "ploop_lookahead"
 END: Any = None
 
-# This worker's shared slot, for set_marker().
+# This worker's shared slot and socket, for set_marker() and emit().
 _SLOT: MutableSequence[float] | None = None
+_SOCK: socket.socket | None = None
+_JOB = 0  # the job whose chunk runs now
 
 _PR_SET_PDEATHSIG = 1
 _CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
@@ -85,15 +88,25 @@ class WorkerConfig:
 
 
 def set_marker(value: float) -> None:
-    """Write ``value`` where the main process reads it if this worker dies (see SLOT_MARKER)."""
+    """Mark a new step of the running task: ``value`` is where the main process reads it if
+    this worker dies (see SLOT_MARKER), and the task's timeout counts from now."""
     if _SLOT is not None:
         _SLOT[SLOT_MARKER] = value
+        _SLOT[SLOT_START] = time.monotonic()
+
+
+def emit(payload: Any) -> None:
+    """Send ``payload`` (picklable) to the main process now, tagged with the running task."""
+    if _SOCK is None or _SLOT is None:
+        raise RuntimeError("emit() is only available inside a ploop worker")
+    blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    _transport.send(_SOCK, Emitted(_JOB, int(_SLOT[SLOT_INDEX]), blob))
 
 
 def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig) -> None:
     """Entry point of a worker process."""
-    global _SLOT
-    _SLOT = slot
+    global _SLOT, _SOCK
+    _SLOT, _SOCK = slot, sock
     slot[SLOT_MARKER] = -1
     _setup(config)
     dump = open(config.dump_path, "w")  # noqa: SIM115 - open for the process's lifetime
@@ -203,6 +216,8 @@ class _Loop:
         self.functions = {msg.job: fn}  # one job at a time; drop the old one
 
     def _chunk(self, msg: Chunk) -> None:
+        global _JOB
+        _JOB = msg.job
         slot = self.slot
         slot[SLOT_SEQ] = msg.seq
         slot[SLOT_PHASE] = Phase.LOADING
