@@ -235,6 +235,16 @@ class Run:
     def _fill(self) -> None:
         if self.state is not State.RUNNING:
             return
+        self._dispatch()
+        if not self._has_work():
+            # Tell each busy worker that nothing follows what it holds: a lookahead task
+            # (the plugin's) waits for that before it tears its fixtures down.
+            for w in self.workers.live():
+                if w.inflight and not w.told_no_more:
+                    w.channel.queue(NoMore(self.job))
+                    w.told_no_more = True
+
+    def _dispatch(self) -> None:
         n = self.options.workers
         for depth in range(PREFETCH):
             for i in range(n):
@@ -250,13 +260,6 @@ class Run:
                     w = self.workers.start(i)
                     self._watch(w)
                 self._send(w, chunk)
-        if not self._has_work():
-            # Tell each busy worker that nothing follows what it holds: a lookahead task
-            # (the plugin's) waits for that before it tears its fixtures down.
-            for w in self.workers.live():
-                if w.inflight and not w.told_no_more:
-                    w.channel.queue(NoMore(self.job))
-                    w.told_no_more = True
 
     def _held_back(self) -> bool:
         ahead = self.options.max_ahead
