@@ -13,8 +13,9 @@ The loops:
   so this loop measures how well the runner overlaps them. Speedup = 4.0 s (the nominal
   serial time) / wall.
 * ``cpu``: 200 pure-Python busy loops of about 20 ms each on 2 workers. The busy loop is
-  calibrated at start-up, and the serial time is measured in this process. Speedup =
-  serial / wall.
+  calibrated at start-up. Speedup = serial / wall, where serial is the best time of the
+  same tasks run one by one in this process. Those serial runs are interleaved with the
+  runners' runs.
 
 Every measurement starts a fresh pool and shuts it down, because a user pays for both.
 The figure for a runner is its best wall time over ``--repeat`` runs. Runs are interleaved
@@ -45,9 +46,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import count
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
 Task = Callable[[Any], Any]
 RunFn = Callable[[Task, list[Any], int], list[Any]]
 
@@ -194,8 +194,10 @@ LOOP_NAMES = ("trivial", "sleep", "cpu")
 class Loop:
     """One loop, run the same way by every runner.
 
-    ``serial_seconds`` is None for the trivial loop, which reports throughput rather than
-    speedup. ``baseline`` is the key of the runner that the ratio column compares against.
+    ``baseline`` is the key of the runner that the ratio column compares against.
+    ``serial_seconds`` is a nominal serial time (sleep). With ``measure_serial`` (cpu), a
+    serial in-process run is timed in the same rounds as the runners, and its best wall is
+    the serial time. A loop with neither (trivial) reports throughput rather than speedup.
     """
 
     name: str
@@ -204,7 +206,13 @@ class Loop:
     workers: int
     expected: list[Any]
     baseline: str
-    serial_seconds: float | None
+    serial_seconds: float | None = None
+    measure_serial: bool = False
+
+    @property
+    def reports_speedup(self) -> bool:
+        """Whether the loop reports speedup (True) or throughput (False)."""
+        return self.serial_seconds is not None or self.measure_serial
 
 
 @dataclass
@@ -224,33 +232,42 @@ class Result:
         return min(self.walls) if self.status == "ok" and self.walls else None
 
 
-def _best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
-    """Run ``fn`` ``repeat`` times. Return the lowest wall time and the last result."""
+def _best_of(repeat: int, fn: Callable[[], object]) -> float:
+    """Run ``fn`` ``repeat`` times and return the lowest wall time."""
     best = math.inf
     for _ in range(repeat):
         start = time.perf_counter()
-        result = fn()
+        fn()
         best = min(best, time.perf_counter() - start)
-    return best, result
+    return best
 
 
 def calibrate(target: float) -> int:
     """Return the ``spin`` iteration count that takes about ``target`` seconds here."""
+    # Spin for a moment first: a CPU that has been idle may clock up only once busy, and a
+    # count calibrated while it is slow makes tasks that are too short.
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:
+        spin(10_000)
     n = 1_000
     while True:
-        elapsed, _ = _best_of(3, partial(spin, n))
+        elapsed = _best_of(3, partial(spin, n))
         if elapsed >= 0.05:  # long enough that timer resolution and jitter do not matter
             return max(1, round(n * target / elapsed))
         n *= 2
 
 
-def _serial(items: list[int]) -> list[int]:
-    return [spin(n) for n in items]
+def _run_serial(fn: Task, items: list[Any], workers: int) -> list[Any]:
+    """Run the tasks one by one in this process: the cpu loop's reference."""
+    return [fn(x) for x in items]
+
+
+SERIAL = Runner("serial", "serial (in-process)", lambda: _run_serial)
 
 
 def _trivial_loop() -> Loop:
     items = list(range(TRIVIAL_TASKS))
-    return Loop("trivial", square, items, TRIVIAL_WORKERS, [x * x for x in items], "mp", None)
+    return Loop("trivial", square, items, TRIVIAL_WORKERS, [x * x for x in items], "mp")
 
 
 def _sleep_loop() -> Loop:
@@ -259,25 +276,25 @@ def _sleep_loop() -> Loop:
     return Loop("sleep", sleep_task, items, SLEEP_WORKERS, items, "ploop", serial)
 
 
-def _cpu_loop(repeat: int, info: dict[str, Any]) -> Loop:
-    """Calibrate the task, then measure the serial time in this process (best of repeat)."""
+def _cpu_loop(info: dict[str, Any]) -> Loop:
+    """Calibrate the task and record the calibration in ``info``."""
     _progress(f"cpu: calibrating a {CPU_TASK_SECONDS * 1000:.0f} ms task ...")
     iterations = calibrate(CPU_TASK_SECONDS)
-    per_task, _ = _best_of(5, partial(spin, iterations))
+    info.update(
+        iterations=iterations, calibrated_task_seconds=_best_of(5, partial(spin, iterations))
+    )
     items = [iterations] * CPU_TASKS
-    _progress(f"cpu: measuring the serial time of {CPU_TASKS} tasks, best of {repeat} ...")
-    serial, expected = _best_of(repeat, partial(_serial, items))
-    info.update(iterations=iterations, task_seconds=per_task, serial_seconds=serial)
-    return Loop("cpu", spin, items, CPU_WORKERS, expected, "ploop", serial)
+    expected = [spin(iterations)] * CPU_TASKS
+    return Loop("cpu", spin, items, CPU_WORKERS, expected, "ploop", measure_serial=True)
 
 
-def build_loop(name: str, repeat: int, info: dict[str, Any]) -> Loop:
+def build_loop(name: str, info: dict[str, Any]) -> Loop:
     """Build the loop called ``name``; for ``cpu``, record the calibration in ``info``."""
     if name == "trivial":
         return _trivial_loop()
     if name == "sleep":
         return _sleep_loop()
-    return _cpu_loop(repeat, info)
+    return _cpu_loop(info)
 
 
 def _time_once(run: RunFn, loop: Loop) -> float:
@@ -297,8 +314,12 @@ def measure_loop(
     """Run ``loop`` ``repeat`` times through every runner, interleaving the runners.
 
     ``loaded`` maps a runner key to its run function, or to the reason it is unavailable.
-    A runner that raises is recorded as an error and is not run again on this loop.
+    A runner that raises is recorded as an error and is not run again on this loop. With
+    ``loop.measure_serial``, the serial reference runs first in every round.
     """
+    if loop.measure_serial:
+        runners = [SERIAL, *runners]
+        loaded = {SERIAL.key: _run_serial, **loaded}
     results = {r.key: Result(loop.name, r.key, r.label) for r in runners}
     for key, run in loaded.items():
         if isinstance(run, str):
@@ -321,18 +342,28 @@ def measure_loop(
 # --- figures, table, targets ----------------------------------------------------------------
 
 
-def figures(loop: Loop, result: Result, baseline: Result | None) -> dict[str, float | None]:
+def serial_reference(loop: Loop, results: Sequence[Result]) -> float | None:
+    """The serial time that speedups divide: nominal, or the serial run's best wall."""
+    if loop.serial_seconds is not None:
+        return loop.serial_seconds
+    return next((r.best for r in results if r.runner == SERIAL.key), None)
+
+
+def figures(
+    loop: Loop, result: Result, baseline: Result | None, serial: float | None
+) -> dict[str, float | None]:
     """Compute a result's figures: best wall, throughput, speedup and ratio.
 
-    ratio = baseline's best wall / this runner's best wall, so a ratio above 1 means this
-    runner beat the baseline. On the trivial loop it equals the throughput ratio.
+    speedup = ``serial`` / best wall. ratio = baseline's best wall / this runner's best
+    wall, so a ratio above 1 means this runner beat the baseline. On the trivial loop, the
+    ratio equals the throughput ratio.
     """
     wall = result.best
     base = baseline.best if baseline is not None else None
     return {
         "wall": wall,
         "throughput": len(loop.items) / wall if wall else None,
-        "speedup": loop.serial_seconds / wall if wall and loop.serial_seconds else None,
+        "speedup": serial / wall if wall and serial and loop.reports_speedup else None,
         "ratio": base / wall if wall and base else None,
     }
 
@@ -341,7 +372,7 @@ def _row(loop: Loop, result: Result, figs: dict[str, float | None]) -> list[str]
     if result.status != "ok" or figs["wall"] is None:
         detail = result.status if result.status == "not installed" else result.detail
         return [loop.name, result.label, "-", detail or result.status, "-"]
-    if loop.serial_seconds is None:
+    if not loop.reports_speedup:
         measure = f"{figs['throughput']:,.0f} tasks/s"
     else:
         measure = f"{figs['speedup']:.2f}x speedup"
@@ -359,8 +390,10 @@ def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) ->
         ]
         return "| " + " | ".join(padded) + " |"
 
-    rule = ["-" * (w - 1) + ":" if i in right else "-" * w for i, w in enumerate(widths)]
-    return "\n".join([line(header), line(rule).replace(" ", "-"), *map(line, rows)])
+    rule = "|" + "|".join(
+        "-" * (w + 1) + (":" if i in right else "-") for i, w in enumerate(widths)
+    )
+    return "\n".join([line(header), rule + "|", *map(line, rows)])
 
 
 def _target(
@@ -368,11 +401,25 @@ def _target(
 ) -> dict[str, Any]:
     """Check one target: ploop's figure ``value`` on ``loop`` must reach ``goal``.
 
-    ``met`` is None when either side was not measured (runner missing, failed or not selected).
+    ``met`` is None, with the reason in ``why``, when either side was not measured.
     """
     measured = ploop.get(value) if ploop else None
-    met = None if measured is None or goal is None else measured >= goal
-    return {"loop": loop, "target": text, "measured": measured, "goal": goal, "met": met}
+    why = ""
+    if ploop is None:
+        why = "loop or ploop runner not selected"
+    elif measured is None:
+        why = "ploop.map not installed or failed; see the table"
+    elif goal is None:
+        why = "multiprocessing.Pool.map not measured"
+    met = None if why else measured is not None and goal is not None and measured >= goal
+    return {
+        "loop": loop,
+        "target": text,
+        "measured": measured,
+        "goal": goal,
+        "met": met,
+        "why": why,
+    }
 
 
 def targets(figs: dict[tuple[str, str], dict[str, float | None]]) -> list[dict[str, Any]]:
@@ -405,7 +452,7 @@ def targets(figs: dict[tuple[str, str], dict[str, float | None]]) -> list[dict[s
 
 def _format_target(t: dict[str, Any]) -> str:
     if t["met"] is None:
-        return f"  [not measured] {t['loop']}: {t['target']}"
+        return f"  [not measured] {t['loop']}: {t['target']} ({t['why']})"
     unit = " tasks/s" if t["loop"] == "trivial" else "x"
     fmt = "{:,.0f}" if t["loop"] == "trivial" else "{:.2f}"
     got = f"{fmt.format(t['measured'])}{unit} vs {fmt.format(t['goal'])}{unit}"
@@ -523,6 +570,10 @@ def _progress(message: str) -> None:
 def _print_header(info: dict[str, Any], loaded: dict[str, RunFn | str], repeat: int) -> None:
     print(f"Python {info['python']} ({info['implementation']}) on {info['platform']}")
     print(f"CPUs: {info['cpu_count']} (usable: {info['usable_cpus']}); best of {repeat} runs")
+    usable = info["usable_cpus"] or info["cpu_count"] or 1
+    if usable < CPU_WORKERS:
+        print(f"note: fewer usable CPUs than the cpu loop's {CPU_WORKERS} workers; its speedups")
+        print(f"      cannot reach {CPU_WORKERS}x here, and its target cannot be met.")
     ploop = sys.modules.get("pytest_ploop")
     if ploop is not None and not isinstance(loaded.get("ploop", ""), str):
         print(f"pytest_ploop: {_module_path(ploop)}")
@@ -541,10 +592,11 @@ def _print_notes(loops: Sequence[Loop], cpu: dict[str, Any]) -> None:
                 f"speedup = {loop.serial_seconds:.1f} s nominal serial / wall."
             )
         else:
+            serial = cpu.get("serial_seconds")
+            per_task = f"{serial / CPU_TASKS * 1000:.1f} ms" if serial else "?"
             print(
-                f"cpu: {CPU_TASKS} tasks of spin({cpu['iterations']:,}) "
-                f"= {cpu['task_seconds'] * 1000:.1f} ms each, {CPU_WORKERS} workers; "
-                f"speedup = {cpu['serial_seconds']:.3f} s measured serial / wall."
+                f"cpu: {CPU_TASKS} tasks of spin({cpu['iterations']:,}), {per_task} each "
+                f"serially, {CPU_WORKERS} workers; speedup = serial (in-process) wall / wall."
             )
 
 
@@ -558,14 +610,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print_header(info, loaded, args.repeat)
 
     cpu_info: dict[str, Any] = {}
-    loops = [build_loop(name, args.repeat, cpu_info) for name in LOOP_NAMES if name in args.loops]
+    loops = [build_loop(name, cpu_info) for name in LOOP_NAMES if name in args.loops]
     all_figs: dict[tuple[str, str], dict[str, float | None]] = {}
     rows, raw = [], []
     for loop in loops:
         results = measure_loop(loop, runners, loaded, args.repeat)
         by_key = {r.runner: r for r in results}
+        serial = serial_reference(loop, results)
+        if loop.measure_serial:
+            cpu_info["serial_seconds"] = serial
         for res in results:
-            figs = figures(loop, res, by_key.get(loop.baseline))
+            figs = figures(loop, res, by_key.get(loop.baseline), serial)
             all_figs[(loop.name, res.runner)] = figs
             rows.append(_row(loop, res, figs))
             raw.append(
