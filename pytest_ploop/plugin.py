@@ -1,1 +1,94 @@
-"""The pytest plugin (entry point ``pytest11``): ``--ploop-workers``."""
+"""The pytest plugin (entry point ``pytest11``, name ``ploop``).
+
+``pytest --ploop-workers=N`` (or ``auto``) collects once and runs the tests in N forked worker
+processes; reports, exit code and summaries are those of a serial run. Without the option the
+plugin stays out of the way.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from . import hookspecs
+from ._testing._settings import add_options, read_settings
+
+__all__ = ["WorkerInfo"]
+
+_SESSION_NAME = "ploop-session"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Which worker this is: ``id`` (``"w0"``, or ``"main"`` outside a parallel run),
+    ``index`` (0-based) and ``count`` (the workers in the run)."""
+
+    id: str
+    index: int
+    count: int
+
+
+_UID = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    settings = read_settings(config)
+    config.stash[_UID] = uuid.uuid4().hex
+    if not _xdist_active(config):
+        # Registered after xdist's own plugin (when installed), so these fixtures win.
+        config.pluginmanager.register(_XdistCompat(), "ploop-xdist-compat")
+    if settings.workers <= 0 or os.environ.get("PLOOP_WORKER"):
+        return
+    if config.getoption("usepdb", False) or config.getoption("trace", False):
+        raise pytest.UsageError(
+            "--pdb and --trace need the tests in this process: rerun without --ploop-workers "
+            "(or with --ploop-workers=0)"
+        )
+    if getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("use either -n (pytest-xdist) or --ploop-workers, not both")
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows
+        raise pytest.UsageError("--ploop-workers needs a platform with fork()")
+    from ._testing._session import ParallelSession
+
+    config.pluginmanager.register(
+        ParallelSession(config, settings, config.stash[_UID]), _SESSION_NAME
+    )
+
+
+def _xdist_active(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) or hasattr(config, "workerinput")
+
+
+@pytest.fixture(scope="session")
+def ploop_worker() -> WorkerInfo:
+    """This worker's id, index and the worker count (``("main", 0, 1)`` in a serial run)."""
+    wid = os.environ.get("PLOOP_WORKER")
+    if not wid:
+        return WorkerInfo("main", 0, 1)
+    return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
+
+
+class _XdistCompat:
+    """xdist's per-worker fixtures, for suites written for them, when xdist is not active."""
+
+    @pytest.fixture(scope="session")
+    def worker_id(self) -> str:
+        """``"gw0"``, ``"gw1"``... in a worker; ``"master"`` in a serial run (as xdist)."""
+        return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+    @pytest.fixture(scope="session")
+    def testrun_uid(self, request: pytest.FixtureRequest) -> str:
+        """A unique id of this test run, the same in every worker."""
+        return request.config.stash[_UID]

@@ -35,7 +35,7 @@ class InlineRun:
 
     def __init__(
         self,
-        fn: Callable[[Any], Any],
+        fn: Callable[..., Any],
         items: Iterable[Any],
         options: RunOptions,
         progress: Callable[[int, int | None], None] | None = None,

@@ -98,7 +98,7 @@ class Run:
     def __init__(
         self,
         workers: Workers,
-        fn: Callable[[Any], Any],
+        fn: Callable[..., Any],
         items: Iterable[Any],
         options: RunOptions,
         progress: Callable[[int, int | None], None] | None = None,

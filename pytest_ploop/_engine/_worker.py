@@ -56,8 +56,11 @@ INHERITED: dict[int, Callable[[Any], Any]] = {}
 # process goes away and no worker keeps another worker's socket open.
 PARENT_FDS: set[int] = set()
 
-# Hooks run in a freshly forked worker before its loop starts (the plugin adds its own).
+# Hooks run in a freshly forked worker before its loop starts (the plugin adds its own),
+# and hooks run when its loop ends normally. A worker empties both lists for its own
+# children: a loop run inside a task forks workers of its own, which are not the plugin's.
 AFTER_FORK: list[Callable[[WorkerConfig], None]] = []
+BEFORE_EXIT: list[Callable[[], None]] = []
 
 # Set on the function: the worker calls fn(arg, next_arg), where next_arg is the argument of
 # the task this worker runs next, or END when none follows (see _Loop._run_lookahead).
@@ -112,8 +115,12 @@ def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig
     dump = open(config.dump_path, "w")  # noqa: SIM115 - open for the process's lifetime
     faulthandler.enable(file=dump)
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True, chain=False)
+    exits = list(BEFORE_EXIT) if config.forked else []
+    BEFORE_EXIT.clear()
     try:
         _Loop(sock, slot, config).run()
+        for hook in exits:
+            hook()
     finally:
         with contextlib.suppress(OSError):
             sock.close()
@@ -135,7 +142,9 @@ def _setup(config: WorkerConfig) -> None:
         os.setpgid(0, 0)
     _die_with_parent(config.parent_pid)
     os.environ.update(config.env)
-    for hook in AFTER_FORK if config.forked else ():
+    hooks = list(AFTER_FORK) if config.forked else []
+    AFTER_FORK.clear()
+    for hook in hooks:
         hook(config)
 
 

@@ -1,0 +1,1 @@
+"""The pytest side: test items as engine tasks, report replay, crash reports."""

@@ -1,0 +1,138 @@
+"""What runs in a forked worker: each test through pytest's own run-test protocol.
+
+The worker is a fork of the main process after collection, so it holds the same session,
+items and plugins. After the fork it makes the parts that must not be shared its own (the
+terminal output, the capture files, the temporary directory) and then runs tasks. A task is a
+group of test indices (one test with ``--ploop-dist=load``); the engine calls the runner with
+the next task this worker will run (lookahead), so the last test of a group is run with the
+right ``nextitem`` and fixtures are torn down exactly where a serial run tears them down.
+
+Each test's reports and warnings are sent to the main process as soon as the test finished
+(``_worker.emit``), so nothing that finished is lost if the worker dies later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .._engine import _worker
+from ._reports import serialize_report, serialize_warning
+
+
+class _Collector:
+    """Registered in the worker: collects the running test's reports and warnings."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.reports: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.append(serialize_report(self.config, report))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str
+    ) -> None:
+        if when == "runtest":
+            self.warnings.append(serialize_warning(warning_message))
+
+
+class TestRunner:
+    """The engine task function: ``runner(task, next_task)`` runs one group of tests."""
+
+    ploop_lookahead = True  # the engine passes the next task this worker runs
+
+    def __init__(
+        self,
+        session: pytest.Session,
+        groups: list[tuple[int, ...]],
+        basetemp: Path | None,
+        xdist_compat: bool,
+        testrun_uid: str,
+    ) -> None:
+        self.session = session
+        self.items = session.items
+        self.groups = groups
+        self.basetemp = basetemp
+        self.xdist_compat = xdist_compat
+        self.testrun_uid = testrun_uid
+        self.collector: _Collector | None = None
+
+    def __call__(self, task: int, next_task: int | None) -> int:
+        group = self.groups[task]
+        following = self.groups[next_task][0] if next_task is not None else None
+        collector = self.collector
+        assert collector is not None, "the worker was not set up"
+        for k, index in enumerate(group):
+            _worker.set_marker(k)
+            item = self.items[index]
+            after = group[k + 1] if k + 1 < len(group) else following
+            nextitem = self.items[after] if after is not None else None
+            collector.reports, collector.warnings = [], []
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            _worker.emit((index, collector.reports, collector.warnings))
+        return len(group)
+
+    # -- in the worker, after the fork ----------------------------------------------------
+
+    def after_fork(self, wconfig: _worker.WorkerConfig) -> None:
+        """Make this forked process a test worker (runs before its first task)."""
+        from ..plugin import WorkerInfo
+
+        config = self.session.config
+        if self.xdist_compat:
+            os.environ["PYTEST_XDIST_WORKER"] = f"gw{wconfig.index}"
+            os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
+            os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
+        _silence_terminal(config)
+        _own_capture(config)
+        if self.basetemp is not None:
+            _own_basetemp(config, self.basetemp / wconfig.worker_id)
+        self.collector = _Collector(config)
+        config.pluginmanager.register(self.collector, "ploop-worker-collector")
+        _worker.BEFORE_EXIT.append(self.before_exit)
+        info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count)
+        config.hook.pytest_ploop_worker_setup(config=config, worker=info)
+
+    def before_exit(self) -> None:
+        """Tear down what is still set up (a run stopped early skipped the last teardown)."""
+        with contextlib.suppress(BaseException):  # the run is over; its reports are in
+            self.session._setupstate.teardown_exact(None)
+
+
+def _silence_terminal(config: pytest.Config) -> None:
+    # The main process reports; a worker's terminal reporter writes nowhere. (``_tw`` is the
+    # reporter's writer; config.get_terminal_writer() returns it, so plugins keep working.)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        from _pytest._io import TerminalWriter
+
+        reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115
+
+
+def _own_capture(config: pytest.Config) -> None:
+    # The global capture's temporary files were opened by the main process and are shared
+    # with every fork: workers reading and truncating them would take each other's output.
+    # Give this worker its own, without reading the shared ones.
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None or getattr(capman, "_global_capturing", None) is None:
+        return
+    capman._global_capturing.stop_capturing()
+    capman._global_capturing = None
+    capman.start_global_capturing()
+
+
+def _own_basetemp(config: pytest.Config, path: Path) -> None:
+    # tmp_path and tmp_path_factory stay unique per worker: each gets <basetemp>/<worker id>.
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        factory._given_basetemp = path
+        factory._basetemp = None

@@ -1,0 +1,76 @@
+"""Reports and warnings across the process boundary, and reports for tests that never
+finished (their worker crashed or hung)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from typing import Any, Literal
+
+import pytest
+
+
+def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[str, Any]:
+    """The report as plain data (pytest's own serialization, as xdist uses)."""
+    data: dict[str, Any] = config.hook.pytest_report_to_serializable(config=config, report=report)
+    return data
+
+
+def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
+    """The report back from :func:`serialize_report`."""
+    report: pytest.TestReport = config.hook.pytest_report_from_serializable(
+        config=config, data=data
+    )
+    return report
+
+
+def serialize_warning(message: warnings.WarningMessage) -> dict[str, Any]:
+    """A recorded warning as data; the warning object itself travels when it pickles."""
+    blob: bytes | None
+    try:
+        blob = pickle.dumps((message.message, message.category))
+        pickle.loads(blob)
+    except Exception:
+        blob = None
+    return {
+        "blob": blob,
+        "text": str(message.message),
+        "category": message.category.__name__,
+        "filename": message.filename,
+        "lineno": message.lineno,
+        "line": message.line,
+    }
+
+
+def deserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
+    """The ``WarningMessage`` back from :func:`serialize_warning`."""
+    if data["blob"] is not None:
+        message, category = pickle.loads(data["blob"])
+    else:
+        message, category = UserWarning(f"{data['category']}: {data['text']}"), UserWarning
+    return warnings.WarningMessage(
+        message, category, data["filename"], data["lineno"], None, data["line"]
+    )
+
+
+def failed_report(
+    item: pytest.Item,
+    text: str,
+    start: float,
+    stop: float,
+    when: Literal["setup", "call", "teardown"] = "call",
+) -> pytest.TestReport:
+    """A failed report for ``item`` with ``text`` as its long representation."""
+    return pytest.TestReport(
+        nodeid=item.nodeid,
+        location=item.location,
+        keywords=dict.fromkeys(item.keywords, 1),
+        outcome="failed",
+        longrepr=text,
+        when=when,
+        sections=[],
+        duration=max(stop - start, 0.0),
+        start=start,
+        stop=stop,
+        user_properties=list(item.user_properties),
+    )

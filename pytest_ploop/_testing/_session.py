@@ -1,0 +1,238 @@
+"""The main process of a ``--ploop-workers`` run: it collected; workers run the tests.
+
+    main process (collected once)                forked workers (inherit the session)
+    pytest_runtestloop ── groups of test indices ─> TestRunner(task, next_task)
+          ^                                           runs pytest_runtest_protocol
+          └──── emitted (index, reports, warnings) ───┘ per test, as soon as it finished
+    replay: logstart, logreport..., logfinish, warning_recorded  (terminal, junitxml, cache,
+    stepwise... act here, exactly as in a serial run)
+
+A test whose worker died or hung gets a failed report naming the signal or the timeout, with
+the worker's stack; the worker is replaced by forking the main process again, and the tests
+it had queued run elsewhere.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .._engine import _worker
+from .._engine._pool import Run, RunOptions
+from .._engine._record import RunRecord
+from .._engine._workers import Workers
+from .._errors import TaskTimeout, WorkerCrashed
+from ._remote import TestRunner
+from ._reports import deserialize_report, deserialize_warning, failed_report
+from ._settings import Settings
+
+
+def make_groups(items: list[pytest.Item], dist: str) -> list[tuple[int, ...]]:
+    """Tasks for the engine: one test each (``load``), or the tests of one scope together,
+    in collection order."""
+    if dist == "load":
+        return [(i,) for i in range(len(items))]
+    groups: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        nodeid = item.nodeid.split("[", 1)[0]
+        key = nodeid.split("::", 1)[0] if dist == "file" else nodeid.rsplit("::", 1)[0]
+        groups.setdefault(key, []).append(i)
+    return [tuple(g) for g in groups.values()]
+
+
+class ParallelSession:
+    """Registered in the main process when ``--ploop-workers`` is above 0."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, testrun_uid: str) -> None:
+        self.config = config
+        self.settings = settings
+        self.testrun_uid = testrun_uid
+        self.record: RunRecord | None = None
+        self.not_run: dict[int, str] = {}
+        self.crashes = 0
+        self.stop_message = ""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            n = session.testsfailed
+            raise session.Interrupted(f"{n} error{'s' if n != 1 else ''} during collection")
+        if session.config.option.collectonly or not session.items:
+            return True
+        self._run(session)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
+    def _run(self, session: pytest.Session) -> None:
+        items = session.items
+        groups = make_groups(items, self.settings.dist)
+        runner = TestRunner(
+            session,
+            groups,
+            _basetemp(session.config),
+            xdist_compat=True,  # --ploop-workers refuses to run together with -n
+            testrun_uid=self.testrun_uid,
+        )
+        workers = Workers("fork")
+        options = RunOptions(
+            workers=min(self.settings.workers, len(groups)),
+            timeout=self.settings.timeout,
+            grace=self.settings.grace,
+            chunksize=1,
+        )
+        _worker.AFTER_FORK.append(runner.after_fork)
+        self._groups, self._items, self._done = groups, items, set[int]()
+        run = None
+        try:
+            run = Run(workers, runner, range(len(groups)), options)
+            self._drive(run, session)
+        finally:
+            _worker.AFTER_FORK.remove(runner.after_fork)
+            if run is not None:
+                run.finish()
+                self.record = run.record
+            workers.close()
+        if run.interrupted == signal.SIGTERM:
+            signal.raise_signal(signal.SIGTERM)
+        if run.interrupted is not None:
+            raise KeyboardInterrupt
+
+    def _drive(self, run: Run, session: pytest.Session) -> None:
+        seen: set[int] = set()
+        while True:
+            self._take_reports(run)
+            self._take_failures(run, seen)
+            run.outcomes.ready.clear()
+            if run.done:
+                return
+            reason = self._stop_reason(session)
+            if reason:
+                run.stop(reason)
+            run.poll()
+
+    def _stop_reason(self, session: pytest.Session) -> str:
+        if session.shouldfail:
+            return str(session.shouldfail)
+        if session.shouldstop:
+            return str(session.shouldstop)
+        if self.crashes > self.settings.max_worker_restart:
+            self.stop_message = (
+                f"{self.crashes} workers crashed, more than --ploop-max-worker-restart="
+                f"{self.settings.max_worker_restart}; stopping the run"
+            )
+            session.shouldstop = self.stop_message
+            return self.stop_message
+        return ""
+
+    def _take_reports(self, run: Run) -> None:
+        while run.emitted:
+            _task, _wid, (index, reports, warns) = run.emitted.popleft()
+            self._replay(self._items[index], reports, warns)
+            self._done.add(index)
+
+    def _replay(self, item: pytest.Item, reports: list[dict[str, Any]], warns: list[Any]) -> None:
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for data in reports:
+            ihook.pytest_runtest_logreport(report=deserialize_report(self.config, data))
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        for data in warns:
+            self.config.hook.pytest_warning_recorded.call_historic(
+                kwargs=dict(
+                    warning_message=deserialize_warning(data),
+                    when="runtest",
+                    nodeid=item.nodeid,
+                    location=None,
+                )
+            )
+
+    def _take_failures(self, run: Run, seen: set[int]) -> None:
+        for task, failure in list(run.outcomes.failures.items()):
+            if task in seen:
+                continue
+            seen.add(task)
+            group = self._groups[task]
+            pending = [i for i in group if i not in self._done]
+            if failure.kind == "not_run":
+                for i in pending:
+                    self.not_run[i] = failure.exception.args[0] if failure.exception.args else ""
+                continue
+            exc = failure.exception
+            marker = getattr(exc, "marker", None) or 0
+            blamed = group[marker] if marker < len(group) else pending[0] if pending else None
+            if blamed is None or blamed in self._done:
+                continue
+            if isinstance(exc, WorkerCrashed | TaskTimeout):
+                self.crashes += 1
+                text = _crash_text(exc, failure.worker)
+            else:  # an error of the runner itself, not of a test
+                text = f"ploop: internal error while running this test:\n{failure.traceback}"
+            item = self._items[blamed]
+            now = time.time()
+            ihook = item.ihook
+            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            ihook.pytest_runtest_logreport(report=failed_report(item, text, now, now))
+            ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            self._done.add(blamed)
+            for i in pending:
+                if i != blamed and i not in self._done:
+                    self.not_run[i] = f"its worker died while running {item.nodeid}"
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        record = self.record
+        if record is None:
+            return
+        tr = terminalreporter
+        tr.write_sep("-", "ploop")
+        tr.write_line(f"ploop: {record.summary()}")
+        if self.not_run:
+            reasons = sorted(set(self.not_run.values()))
+            tr.write_line(f"ploop: {len(self.not_run)} tests not run ({'; '.join(reasons)})")
+
+
+def _crash_text(exc: WorkerCrashed | TaskTimeout, worker: str) -> str:
+    if isinstance(exc, TaskTimeout):
+        head = f"ploop: this test timed out after {exc.timeout:g}s; worker {worker} was killed"
+        stack = _trim_stack(exc.stack)
+        return head + (
+            "\n\nstack of the worker (most recent call first):\n" + stack if stack else ""
+        )
+    how = f"killed by {exc.signal}" if exc.signal else f"exited with code {exc.exitcode}"
+    text = f"ploop: worker {worker} crashed while running this test ({how})"
+    if exc.detail:
+        text += "\n\n" + _trim_stack(exc.detail)
+    return text
+
+
+def _trim_stack(text: str, frames: int = 12) -> str:
+    """faulthandler's dump, each thread cut to its innermost frames: the rest is the
+    worker's own machinery (pluggy, the run-test protocol, the engine)."""
+    out: list[str] = []
+    kept = 0
+    for line in text.splitlines():
+        if not line.startswith("  File"):
+            out.append(line)
+            kept = 0
+        elif kept < frames:
+            out.append(line)
+            kept += 1
+        elif kept == frames:
+            out.append("  ...")
+            kept += 1
+    return "\n".join(out)
+
+
+def _basetemp(config: pytest.Config) -> Path | None:
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return None
+    path: Path = factory.getbasetemp()
+    return path
