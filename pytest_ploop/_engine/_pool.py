@@ -278,17 +278,20 @@ class Run:
         return InFlight(self.job, next(_SEQS), indices, blob)
 
     def _take(self) -> tuple[range | tuple[int, ...], list[Any]]:
-        if self._retry:
-            index, arg, isolate = self._retry.popleft()
-            pairs = [(index, arg)]
-            while not isolate and self._retry and not self._retry[0][2] and len(pairs) < 64:
-                index, arg, _ = self._retry.popleft()
-                pairs.append((index, arg))
-            return tuple(i for i, _ in pairs), [a for _, a in pairs]
         remaining = None if self.total is None else self.total - self.consumed
         size = self.scheduler.chunk_size(
             Progress(remaining, self.options.workers, self._mean_task_s)
         )
+        if self._retry:
+            # Tasks to run again go in chunks no larger than fresh ones (with chunksize=1,
+            # one by one): a chunk's finished tasks are re-run if its worker dies.
+            index, arg, isolate = self._retry.popleft()
+            pairs = [(index, arg)]
+            limit = min(size, 64)
+            while not isolate and self._retry and not self._retry[0][2] and len(pairs) < limit:
+                index, arg, _ = self._retry.popleft()
+                pairs.append((index, arg))
+            return tuple(i for i, _ in pairs), [a for _, a in pairs]
         if self.options.max_ahead is not None:
             size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
         args = list(self._peeked)

@@ -134,6 +134,8 @@ class ParallelSession:
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
             _task, _wid, (index, reports, warns) = run.emitted.popleft()
+            if index in self._done:  # never report a test twice
+                continue
             self._replay(self._items[index], reports, warns)
             self._done.add(index)
 
