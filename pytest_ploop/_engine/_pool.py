@@ -29,7 +29,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -58,7 +58,12 @@ from ._schedule import Progress, make_scheduler
 from ._workers import InFlight, WorkerHandle, Workers, signal_name
 
 TICK_S = 0.1
-PREFETCH = 2  # chunks per worker: one running, one waiting, so a worker never idles on IPC
+# Chunks per worker: one running and one waiting, so a worker never idles on a round trip
+# (a lookahead task needs the second one, or NoMore); three when chunks are short, so that a
+# main process that gets no CPU for a few milliseconds does not starve its workers.
+PREFETCH = 2
+PREFETCH_SHORT = 3
+SHORT_TASK_S = 0.001
 _JOBS = itertools.count(1)
 _SEQS = itertools.count(1)
 
@@ -108,6 +113,8 @@ class Run:
         self.options = options
         self.total = length_of(items)
         self.it: Iterator[Any] = iter(items)
+        # A list, tuple or range is cut by slicing (a range slice pickles in a few bytes).
+        self._seq: Sequence[Any] | None = items if type(items) in (list, tuple, range) else None  # type: ignore[assignment]
         self.job = next(_JOBS)
         self.scheduler = make_scheduler(options.schedule, options.chunksize, self.total)
         self.outcomes = Outcomes()
@@ -124,6 +131,8 @@ class Run:
         self.emitted: deque[tuple[int, str, Any]] = deque()  # (task index, worker, payload)
         self._retry: deque[tuple[int, Any, bool]] = deque()  # index, argument, isolate
         self._mean_task_s: float | None = None
+        self._busy_sum = 0.0
+        self._tasks_sum = 0.0
         self._payload: bytes | None = None
         self._drain_deadline = 0.0
         self._next_tick = 0.0
@@ -225,6 +234,9 @@ class Run:
             return True
         if self.exhausted:
             return False
+        if self._seq is not None:
+            self.exhausted = self.consumed >= len(self._seq)
+            return not self.exhausted
         try:
             self._peeked.append(next(self.it))
         except StopIteration:
@@ -246,7 +258,9 @@ class Run:
 
     def _dispatch(self) -> None:
         n = self.options.workers
-        for depth in range(PREFETCH):
+        mean = self._mean_task_s
+        short = mean is not None and mean < SHORT_TASK_S and self.options.chunksize is None
+        for depth in range(PREFETCH_SHORT if short else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)
                 if w is not None and len(w.inflight) > depth:
@@ -294,6 +308,12 @@ class Run:
             return tuple(i for i, _ in pairs), [a for _, a in pairs]
         if self.options.max_ahead is not None:
             size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
+        start = self.consumed
+        if self._seq is not None:
+            seq_args = self._seq[start : start + size]
+            self.consumed += len(seq_args)
+            self.exhausted = self.consumed >= len(self._seq)
+            return range(start, self.consumed), seq_args  # type: ignore[return-value]
         args = list(self._peeked)
         self._peeked.clear()
         if len(args) < size and not self.exhausted:
@@ -302,7 +322,6 @@ class Run:
             finally:
                 if len(args) < size:
                     self.exhausted = True
-        start = self.consumed
         self.consumed += len(args)
         return range(start, start + len(args)), args
 
@@ -423,8 +442,11 @@ class Run:
             info = self.record.worker_info.setdefault(w.id, WorkerInfo(w.id))
             info.tasks += ran
             info.busy_s += busy
-            old = self._mean_task_s
-            self._mean_task_s = busy / ran if old is None else 0.5 * old + 0.5 * busy / ran
+            # A task-weighted mean with decay: one slow first call (imports, warm-up) in a
+            # chunk of one must not hold the chunk size down for the thousands that follow.
+            self._busy_sum = 0.7 * self._busy_sum + busy
+            self._tasks_sum = 0.7 * self._tasks_sum + ran
+            self._mean_task_s = self._busy_sum / self._tasks_sum
             w.tasks_done += ran
         if failures:
             self._after_failure()
@@ -641,8 +663,8 @@ class Run:
 
 def _unpickle_or_none(blob: bytes, n: int) -> list[Any]:
     try:
-        args = pickle.loads(blob)
-        if isinstance(args, list) and len(args) == n:
+        args = list(pickle.loads(blob))
+        if len(args) == n:
             return args
     except Exception:
         pass

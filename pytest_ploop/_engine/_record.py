@@ -42,7 +42,8 @@ class TaskTable:
     ``OUTCOMES``); :meth:`row` and iteration give the names.
     """
 
-    index: array[int] = field(default_factory=lambda: array("q"))
+    _index: array[int] = field(default_factory=lambda: array("q"))
+    _index_parts: list[Sequence[int]] = field(default_factory=list)
     worker: array[int] = field(default_factory=lambda: array("H"))
     start: array[float] = field(default_factory=lambda: array("d"))
     end: array[float] = field(default_factory=lambda: array("d"))
@@ -71,7 +72,9 @@ class TaskTable:
         the one before it ended. ``failed`` maps positions that did not pass to their outcome.
         """
         n = len(ends)
-        self.index.extend(indices)
+        # Kept as given (usually a range) until read: filling an array from a range costs
+        # more per task than the rest of the bookkeeping together.
+        self._index_parts.append(indices)
         self.worker.extend(array("H", [self._worker_code(worker)]) * n)
         if starts is not None:
             self.start.extend(starts)
@@ -85,11 +88,19 @@ class TaskTable:
             codes[pos] = OUTCOMES.index(outcome)
         self.outcome.extend(codes)
 
+    @property
+    def index(self) -> array[int]:
+        """Each recorded task's position in the input."""
+        for part in self._index_parts:
+            self._index.extend(part)
+        self._index_parts.clear()
+        return self._index
+
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.end)
 
     def __iter__(self) -> Iterator[TaskRow]:
-        for i in range(len(self.index)):
+        for i in range(len(self)):
             yield self.row(i)
 
     def row(self, i: int) -> TaskRow:

@@ -22,6 +22,7 @@ ScheduleName = Literal["dynamic", "static", "guided"]
 SCHEDULES: tuple[ScheduleName, ...] = ("dynamic", "static", "guided")
 
 TARGET_CHUNK_S = 0.03
+TAIL_MIN_S = 0.003  # near the end, chunks shrink, but not below this much work
 MAX_CHUNK = 1 << 16
 
 
@@ -81,8 +82,11 @@ class Dynamic:
             return 1  # measure first: one task per worker tells how long a task takes
         size = int(self.target_s / max(progress.mean_task_s, 1e-7))
         if progress.remaining is not None:
-            # Leave every worker a share of the tail so none idles while one finishes.
-            size = min(size, math.ceil(progress.remaining / (2 * progress.workers)))
+            # Leave every worker a share of the tail so none idles while one finishes; but
+            # chunks of a few microseconds of work would cost more in messages than they save.
+            tail = math.ceil(progress.remaining / (2 * progress.workers))
+            floor = int(TAIL_MIN_S / max(progress.mean_task_s, 1e-7))
+            size = min(size, max(tail, floor))
         return max(1, min(size, MAX_CHUNK))
 
 
