@@ -22,6 +22,7 @@ class Phase(enum.IntEnum):
     RUNNING = 1  # running the task named in the slot
     SENDING = 2  # pickling and sending a chunk's results
     LOADING = 3  # unpickling a chunk's arguments or a function
+    BATCH = 4  # running a batch chunk: which task runs is not written (see Chunk.batch)
 
 
 # Positions in the worker's shared status slot (a ``RawArray('d', SLOT_SIZE)``).
@@ -53,6 +54,7 @@ class Chunk:
     seq: int
     indices: range | tuple[int, ...]
     args: bytes
+    batch: bool = False  # tiny tasks: run back to back, timed per chunk (see _worker)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class ChunkDone:
     cpu: array[float]
     skipped: int = 0
     starts: array[float] | None = None  # given when tasks did not start back to back
+    batch_end: float | None = None  # a batch: ``ends`` is empty; the tasks share the time
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ TICK_S = 0.1
 PREFETCH = 2
 PREFETCH_SHORT = 3
 SHORT_TASK_S = 0.001
+# Chunks of at least this many tasks of at most this long each run as batches.
+BATCH_MIN_TASKS = 256
+BATCH_MAX_TASK_S = 50e-6
 _JOBS = itertools.count(1)
 _SEQS = itertools.count(1)
 
@@ -289,7 +292,18 @@ class Run:
                 return None
             indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
             blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
-        return InFlight(self.job, next(_SEQS), indices, blob)
+        return InFlight(self.job, next(_SEQS), indices, blob, self._batch(len(indices)))
+
+    def _batch(self, n: int) -> bool:
+        """Whether a chunk of ``n`` tasks runs as a batch (see ``_worker._Loop._run_batch``)."""
+        mean = self._mean_task_s
+        return (
+            n >= BATCH_MIN_TASKS
+            and mean is not None
+            and mean < BATCH_MAX_TASK_S
+            and self.options.timeout is None
+            and not getattr(self.fn, _worker.LOOKAHEAD, False)
+        )
 
     def _take(self) -> tuple[range | tuple[int, ...], list[Any]]:
         remaining = None if self.total is None else self.total - self.consumed
@@ -363,7 +377,7 @@ class Run:
             inherited = self.job in _worker.INHERITED and w.started_with_job(self.job)
             w.channel.queue(Function(self.job, None if inherited else self._function_payload()))
             w.jobs.add(self.job)
-        w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args))
+        w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args, chunk.batch))
         w.inflight.append(chunk)
         w.told_no_more = False
 
@@ -410,7 +424,8 @@ class Run:
     def _chunk_done(self, w: WorkerHandle, msg: ChunkDone) -> None:
         chunk = w.inflight.popleft()
         assert chunk.seq == msg.seq, (chunk.seq, msg.seq)
-        n, ran = len(chunk.indices), len(msg.ends)
+        n = len(chunk.indices)
+        ran = n - msg.skipped if msg.batch_end is not None else len(msg.ends)
         failures = dict(msg.failures)
         try:
             values: list[Any] = pickle.loads(msg.values)
@@ -435,10 +450,18 @@ class Run:
                 )
         if ran:
             self.outcomes.passed(indices, values if ran == n else values[:ran], frozenset(failures))
+            batch = msg.batch_end is not None
             self.record.tasks.add(
-                indices, w.id, msg.start, msg.ends, msg.cpu, dict.fromkeys(failures, "failed")
+                indices,
+                w.id,
+                msg.start,
+                None if batch else msg.ends,
+                msg.cpu,
+                dict.fromkeys(failures, "failed"),
+                msg.starts,
+                msg.batch_end,
             )
-            busy = msg.ends[-1] - msg.start
+            busy = (msg.batch_end if msg.batch_end is not None else msg.ends[-1]) - msg.start
             info = self.record.worker_info.setdefault(w.id, WorkerInfo(w.id))
             info.tasks += ran
             info.busy_s += busy

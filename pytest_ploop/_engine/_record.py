@@ -39,17 +39,57 @@ class TaskTable:
     """Every task that reached a worker, column by column.
 
     ``worker`` and ``outcome`` hold small codes (positions in ``worker_ids`` and
-    ``OUTCOMES``); :meth:`row` and iteration give the names.
+    ``OUTCOMES``); :meth:`row` and iteration give the names. Chunks are added as they came
+    and spread into the columns when a column is first read: the run itself pays a list
+    append per chunk, and whoever reads the record pays for the rest.
     """
 
     _index: array[int] = field(default_factory=lambda: array("q"))
-    _index_parts: list[Sequence[int]] = field(default_factory=list)
-    worker: array[int] = field(default_factory=lambda: array("H"))
-    start: array[float] = field(default_factory=lambda: array("d"))
-    end: array[float] = field(default_factory=lambda: array("d"))
-    cpu_s: array[float] = field(default_factory=lambda: array("d"))
-    outcome: array[int] = field(default_factory=lambda: array("b"))
+    _worker: array[int] = field(default_factory=lambda: array("H"))
+    _start: array[float] = field(default_factory=lambda: array("d"))
+    _end: array[float] = field(default_factory=lambda: array("d"))
+    _cpu: array[float] = field(default_factory=lambda: array("d"))
+    _outcome: array[int] = field(default_factory=lambda: array("b"))
+    _pending: list[tuple[Any, ...]] = field(default_factory=list)
     worker_ids: list[str] = field(default_factory=list)
+
+    def add(
+        self,
+        indices: Sequence[int],
+        worker: str,
+        first_start: float,
+        ends: Sequence[float] | None,
+        cpu: Sequence[float],
+        failed: dict[int, str] | None = None,
+        starts: Sequence[float] | None = None,
+        batch_end: float | None = None,
+    ) -> None:
+        """Append a chunk's tasks: the first started at ``first_start``, each later one when
+        the one before it ended (or at ``starts``). A batch gives no ``ends`` but
+        ``batch_end``: its tasks share the batch's time equally. ``failed`` maps positions
+        that did not pass to their outcome."""
+        self._pending.append((indices, worker, first_start, ends, cpu, failed, starts, batch_end))
+
+    def _flush(self) -> None:
+        for indices, worker, first, ends, cpu, failed, starts, batch_end in self._pending:
+            n = len(indices)
+            if ends is None:
+                step = (batch_end - first) / n if n else 0.0
+                ends = array("d", [first + step * (i + 1) for i in range(n)])
+            self._index.extend(indices)
+            self._worker.extend(array("H", [self._worker_code(worker)]) * n)
+            if starts is not None:
+                self._start.extend(starts)
+            else:
+                self._start.append(first)
+                self._start.extend(ends[: n - 1])
+            self._end.extend(ends)
+            self._cpu.extend(cpu)
+            codes = array("b", bytes(n))
+            for pos, outcome in (failed or {}).items():
+                codes[pos] = OUTCOMES.index(outcome)
+            self._outcome.extend(codes)
+        self._pending.clear()
 
     def _worker_code(self, worker: str) -> int:
         try:
@@ -58,43 +98,41 @@ class TaskTable:
             self.worker_ids.append(worker)
             return len(self.worker_ids) - 1
 
-    def add(
-        self,
-        indices: Sequence[int],
-        worker: str,
-        first_start: float,
-        ends: array[float],
-        cpu: Sequence[float],
-        failed: dict[int, str] | None = None,
-        starts: Sequence[float] | None = None,
-    ) -> None:
-        """Append a chunk's tasks: the first started at ``first_start``, each later one when
-        the one before it ended. ``failed`` maps positions that did not pass to their outcome.
-        """
-        n = len(ends)
-        # Kept as given (usually a range) until read: filling an array from a range costs
-        # more per task than the rest of the bookkeeping together.
-        self._index_parts.append(indices)
-        self.worker.extend(array("H", [self._worker_code(worker)]) * n)
-        if starts is not None:
-            self.start.extend(starts)
-        else:
-            self.start.append(first_start)
-            self.start.extend(ends[: n - 1])
-        self.end.extend(ends)
-        self.cpu_s.extend(cpu)
-        codes = array("b", bytes(n))
-        for pos, outcome in (failed or {}).items():
-            codes[pos] = OUTCOMES.index(outcome)
-        self.outcome.extend(codes)
-
     @property
     def index(self) -> array[int]:
-        """Each recorded task's position in the input."""
-        for part in self._index_parts:
-            self._index.extend(part)
-        self._index_parts.clear()
+        """Each task's position in the input."""
+        self._flush()
         return self._index
+
+    @property
+    def worker(self) -> array[int]:
+        """Each task's worker, as a position in ``worker_ids``."""
+        self._flush()
+        return self._worker
+
+    @property
+    def start(self) -> array[float]:
+        """Each task's start, ``time.monotonic()`` seconds."""
+        self._flush()
+        return self._start
+
+    @property
+    def end(self) -> array[float]:
+        """Each task's end, ``time.monotonic()`` seconds."""
+        self._flush()
+        return self._end
+
+    @property
+    def cpu_s(self) -> array[float]:
+        """Each task's CPU seconds."""
+        self._flush()
+        return self._cpu
+
+    @property
+    def outcome(self) -> array[int]:
+        """Each task's outcome, as a position in ``OUTCOMES``."""
+        self._flush()
+        return self._outcome
 
     def __len__(self) -> int:
         return len(self.end)
@@ -105,13 +143,14 @@ class TaskTable:
 
     def row(self, i: int) -> TaskRow:
         """The ``i``-th recorded task (in the order they were recorded)."""
+        self._flush()
         return TaskRow(
-            self.index[i],
-            self.worker_ids[self.worker[i]],
-            self.start[i],
-            self.end[i],
-            self.cpu_s[i],
-            OUTCOMES[self.outcome[i]],
+            self._index[i],
+            self.worker_ids[self._worker[i]],
+            self._start[i],
+            self._end[i],
+            self._cpu[i],
+            OUTCOMES[self._outcome[i]],
         )
 
 

@@ -26,6 +26,7 @@ from . import _shutdown, _transport, _worker
 from ._messages import SLOT_SIZE, Stop
 
 START_METHODS = ("fork", "spawn", "forkserver")
+_SOCKET_BUFFER = 4 << 20  # the kernel caps it at net.core.wmem_max / rmem_max
 
 
 def default_start_method() -> str:
@@ -41,6 +42,7 @@ class InFlight:
     seq: int
     indices: range | tuple[int, ...]
     args: bytes
+    batch: bool = False
 
 
 @dataclass(eq=False)
@@ -114,6 +116,12 @@ class Workers:
             self.slots.append(None)
         wid = f"w{index}"
         parent_sock, child_sock = socket.socketpair()
+        for sock in (parent_sock, child_sock):
+            # Room for a large chunk's results: a worker that finishes a chunk while the main
+            # process has no CPU should not block on its send with the next chunk waiting.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         slot: MutableSequence[float] = mp.sharedctypes.RawArray("d", SLOT_SIZE)
         dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
         config = _worker.WorkerConfig(
