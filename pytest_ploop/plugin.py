@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from . import hookspecs
+from ._testing import _xdist_compat
 from ._testing._settings import add_options, read_settings
 
 __all__ = ["WorkerInfo"]
@@ -31,7 +32,7 @@ class WorkerInfo:
     count: int
 
 
-_UID = pytest.StashKey[str]()
+_UID = _xdist_compat.UID
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_UID] = uuid.uuid4().hex
     if not _xdist_active(config):
         # Registered after xdist's own plugin (when installed), so these fixtures win.
-        config.pluginmanager.register(_XdistCompat(), "ploop-xdist-compat")
+        config.pluginmanager.register(_xdist_compat, "ploop-xdist-compat")
     if settings.workers <= 0 or os.environ.get("PLOOP_WORKER"):
         return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
@@ -78,17 +79,3 @@ def ploop_worker() -> WorkerInfo:
     if not wid:
         return WorkerInfo("main", 0, 1)
     return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
-
-
-class _XdistCompat:
-    """xdist's per-worker fixtures, for suites written for them, when xdist is not active."""
-
-    @pytest.fixture(scope="session")
-    def worker_id(self) -> str:
-        """``"gw0"``, ``"gw1"``... in a worker; ``"master"`` in a serial run (as xdist)."""
-        return os.environ.get("PYTEST_XDIST_WORKER", "master")
-
-    @pytest.fixture(scope="session")
-    def testrun_uid(self, request: pytest.FixtureRequest) -> str:
-        """A unique id of this test run, the same in every worker."""
-        return request.config.stash[_UID]
