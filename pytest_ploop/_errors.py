@@ -208,6 +208,9 @@ class LoopError(ExceptionGroup, PloopError):
         self.total = total
         self.not_consumed = not_consumed
 
+    def __str__(self) -> str:
+        return self.message  # the message already counts the tasks; no "(N sub-exceptions)"
+
     def derive(self, excs: Sequence[Exception]) -> LoopError:  # type: ignore[override]
         wanted = {id(e) for e in excs}
         kept = [f for f in self.failures if id(f.exception) in wanted]

@@ -168,7 +168,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def capture(exc: BaseException, where: str) -> Failure:
     """Describe ``exc`` so that it can cross to the main process whatever it holds."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the worker's own loop is not the user's business
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
     blob: bytes | None
     try:
         blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
