@@ -93,6 +93,8 @@ class TestRunner:
             os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
             os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
         _silence_terminal(config)
+        if config.getoption("capture", "fd") == "no":
+            _prefix_output(f"[{wconfig.worker_id}] ".encode())
         _own_capture(config)
         if self.basetemp is not None:
             _own_basetemp(config, self.basetemp / wconfig.worker_id)
@@ -103,9 +105,11 @@ class TestRunner:
         config.hook.pytest_ploop_worker_setup(config=config, worker=info)
 
     def before_exit(self) -> None:
-        """Tear down what is still set up (a run stopped early skipped the last teardown)."""
+        """Tear down what is still set up (a run stopped early skipped the last teardown),
+        and save what coverage measured here."""
         with contextlib.suppress(BaseException):  # the run is over; its reports are in
             self.session._setupstate.teardown_exact(None)
+        _save_coverage()
 
 
 def _silence_terminal(config: pytest.Config) -> None:
@@ -136,3 +140,52 @@ def _own_basetemp(config: pytest.Config, path: Path) -> None:
     if factory is not None:
         factory._given_basetemp = path
         factory._basetemp = None
+
+
+def _prefix_output(prefix: bytes) -> None:
+    """``-s``: this worker's output reaches the terminal line by line, prefixed with its id.
+
+    A small child process does the prefixing (a thread would make every ``os.fork`` in the
+    tests warn on Python 3.12+): it reads a pipe that is now the worker's stdout and stderr,
+    and ends when the worker and the processes its tests started are gone.
+    """
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    terminal = os.dup(1)
+    if os.fork() == 0:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.close(write_fd)
+            pending = b""
+            while chunk := os.read(read_fd, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    os.write(terminal, b"".join(prefix + line + b"\n" for line in lines))
+            if pending:
+                os.write(terminal, prefix + pending + b"\n")
+        finally:
+            os._exit(0)
+    os.close(read_fd)
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    os.close(terminal)
+
+
+def _save_coverage() -> None:
+    """Save the coverage this worker measured (pytest-cov, coverage.py), under a file name of
+    its own: the main process's combine step picks it up with the others."""
+    import sys
+
+    coverage = sys.modules.get("coverage")
+    if coverage is None or (cov := coverage.Coverage.current()) is None:
+        return
+    with contextlib.suppress(Exception):
+        cov.stop()
+        data = cov.get_data()
+        mine = coverage.CoverageData(
+            basename=data.base_filename(), suffix=f"ploop.{os.getpid()}.{os.urandom(3).hex()}"
+        )
+        mine.update(data)
+        mine.write()
