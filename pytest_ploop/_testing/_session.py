@@ -215,19 +215,22 @@ def _crash_text(exc: WorkerCrashed | TaskTimeout, worker: str) -> str:
 
 
 def _trim_stack(text: str, frames: int = 12) -> str:
-    """faulthandler's dump, each thread cut to its innermost frames: the rest is the
-    worker's own machinery (pluggy, the run-test protocol, the engine)."""
+    """faulthandler's dump, each thread cut where the test's own frames end: what is below
+    is the worker's machinery (pytest's run-test protocol, pluggy, the engine)."""
+    machinery = ("/_pytest/", "/pluggy/", "/pytest_ploop/", "/multiprocessing/")
     out: list[str] = []
-    kept = 0
+    kept, cut = 0, False
     for line in text.splitlines():
         if not line.startswith("  File"):
             out.append(line)
-            kept = 0
-        elif kept < frames:
-            out.append(line)
-            kept += 1
-        elif kept == frames:
+            kept, cut = 0, False
+        elif cut:
+            continue
+        elif kept >= frames or any(part in line for part in machinery):
             out.append("  ...")
+            cut = True
+        else:
+            out.append(line)
             kept += 1
     return "\n".join(out)
 
