@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from . import hookspecs
-from ._testing import _xdist_compat
-from ._testing._settings import add_options, read_settings
+from ._testing import _durations, _xdist_compat
+from ._testing._settings import Settings, add_options, read_settings
 
 __all__ = ["WorkerInfo"]
 
@@ -50,6 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _xdist_active(config):
         # Registered after xdist's own plugin (when installed), so these fixtures win.
         config.pluginmanager.register(_xdist_compat, "ploop-xdist-compat")
+    if not os.environ.get("PLOOP_WORKER"):
+        config.pluginmanager.register(_durations.DurationRecorder(config), "ploop-durations")
+        if settings.shard is not None:
+            config.pluginmanager.register(_ShardSelector(settings), "ploop-shard")
     if settings.workers <= 0 or os.environ.get("PLOOP_WORKER"):
         return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
@@ -79,3 +83,28 @@ def ploop_worker() -> WorkerInfo:
     if not wid:
         return WorkerInfo("main", 0, 1)
     return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
+
+
+class _ShardSelector:
+    """``--ploop-shard=K/N``: keep the K-th of N duration-balanced shards, deselect the rest."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        from ._testing._session import make_groups
+
+        assert self.settings.shard is not None
+        k, n = self.settings.shard
+        groups = make_groups(items, self.settings.dist)
+        ids = [[items[i].nodeid for i in g] for g in groups]
+        costs = _durations.group_costs(ids, _durations.load(config))
+        keep = {i for g in _durations.shard(costs, n)[k - 1] for i in groups[g]}
+        selected = [item for i, item in enumerate(items) if i in keep]
+        deselected = [item for i, item in enumerate(items) if i not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = selected

@@ -90,6 +90,9 @@ class RunOptions:
     grace: float = 5.0
     max_ahead: int | None = None  # streaming: dispatched but not yet consumed, at most
     handle_signals: bool = True
+    # Dispatch a list, tuple or range in this order of positions (longest-first scheduling);
+    # tasks keep their input positions as indices.
+    order: Sequence[int] | None = None
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -117,7 +120,13 @@ class Run:
         self.total = length_of(items)
         self.it: Iterator[Any] = iter(items)
         # A list, tuple or range is cut by slicing (a range slice pickles in a few bytes).
-        self._seq: Sequence[Any] | None = items if type(items) in (list, tuple, range) else None  # type: ignore[assignment]
+        sliceable = type(items) in (list, tuple, range)
+        self._seq: Sequence[Any] | None = items if sliceable else None  # type: ignore[assignment]
+        if options.order is not None:
+            if self._seq is None:
+                raise TypeError("an order of dispatch needs a list, tuple or range of items")
+            if sorted(options.order) != list(range(len(self._seq))):
+                raise ValueError("the order of dispatch must name every position once")
         self.job = next(_JOBS)
         self.scheduler = make_scheduler(options.schedule, options.chunksize, self.total)
         self.outcomes = Outcomes()
@@ -324,6 +333,12 @@ class Run:
             size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
         start = self.consumed
         if self._seq is not None:
+            order = self.options.order
+            if order is not None:
+                picked = tuple(order[start : start + size])
+                self.consumed += len(picked)
+                self.exhausted = self.consumed >= len(self._seq)
+                return picked, [self._seq[i] for i in picked]
             seq_args = self._seq[start : start + size]
             self.consumed += len(seq_args)
             self.exhausted = self.consumed >= len(self._seq)

@@ -26,6 +26,7 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord
 from .._engine._workers import Workers
 from .._errors import TaskTimeout, WorkerCrashed
+from . import _durations
 from ._remote import TestRunner
 from ._reports import deserialize_report, deserialize_warning, failed_report
 from ._settings import Settings
@@ -86,6 +87,7 @@ class ParallelSession:
             timeout=self.settings.timeout,
             grace=self.settings.grace,
             chunksize=1,
+            order=self._order(session, groups),
         )
         _worker.AFTER_FORK.append(runner.after_fork)
         self._groups, self._items, self._done = groups, items, set[int]()
@@ -103,6 +105,23 @@ class ParallelSession:
             signal.raise_signal(signal.SIGTERM)
         if run.interrupted is not None:
             raise KeyboardInterrupt
+
+    def _order(self, session: pytest.Session, groups: list[tuple[int, ...]]) -> list[int] | None:
+        """The order of dispatch: a plugin's, longest-first, or collection order."""
+        ids = [[session.items[i].nodeid for i in g] for g in groups]
+        durations = _durations.load(self.config)
+        costs = _durations.group_costs(ids, durations)
+        order: list[int] | None = self.config.hook.pytest_ploop_make_scheduler(
+            config=self.config, groups=ids, costs=costs
+        )
+        if order is not None:
+            if sorted(order) != list(range(len(groups))):
+                raise pytest.UsageError(
+                    "pytest_ploop_make_scheduler must return each group's position exactly once"
+                )
+            return list(order)
+        schedule = self.settings.schedule or ("lpt" if durations else "fifo")
+        return _durations.longest_first(costs) if schedule == "lpt" else None
 
     def _drive(self, run: Run, session: pytest.Session) -> None:
         seen: set[int] = set()
@@ -187,12 +206,22 @@ class ParallelSession:
                 if i != blamed and i not in self._done:
                     self.not_run[i] = f"its worker died while running {item.nodeid}"
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Any:
+        # Reports arrived in the order tests finished; the summary sections (failures, -r
+        # lines) list them in collection order, as a serial run does.
+        position = {item.nodeid: i for i, item in enumerate(getattr(self, "_items", []))}
+        for reports in terminalreporter.stats.values():
+            if isinstance(reports, list):
+                reports.sort(key=lambda r: position.get(getattr(r, "nodeid", ""), -1))
+        result = yield
+        self._write_summary(terminalreporter)
+        return result
+
+    def _write_summary(self, tr: Any) -> None:
         record = self.record
         if record is None:
             return
-        tr = terminalreporter
         tr.write_sep("-", "ploop")
         tr.write_line(f"ploop: {record.summary()}")
         if self.not_run:

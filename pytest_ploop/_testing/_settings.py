@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from .._engine._cpus import resolve_workers
+from ._durations import parse_shard
 
 WORKERS_HELP = (
     "run tests in N worker processes ('auto': the CPUs this process may use); 0 or unset "
@@ -20,7 +21,16 @@ DIST_HELP = (
     "worker; file: keep a module's tests on one worker"
 )
 RESTART_HELP = "stop the run after this many workers crashed (default: 4 times the workers)"
+SCHEDULE_HELP = (
+    "lpt: hand out the longest tests first, by the durations recorded in pytest's cache "
+    "(the default when there are any); fifo: in collection order"
+)
+SHARD_HELP = (
+    "run only the K-th of N shards of the suite (1-based), balanced by recorded durations "
+    "(by count when none are recorded): one shard per CI job"
+)
 DISTS = ("load", "scope", "file")
+SCHEDULES = ("lpt", "fifo")
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,8 @@ class Settings:
     grace: float
     dist: str
     max_worker_restart: int
+    schedule: str | None  # None: lpt when durations are recorded, else fifo
+    shard: tuple[int, int] | None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -43,6 +55,8 @@ def add_options(parser: pytest.Parser) -> None:
         ("grace", GRACE_HELP, "SECONDS"),
         ("dist", DIST_HELP, "load|scope|file"),
         ("max-worker-restart", RESTART_HELP, "N"),
+        ("schedule", SCHEDULE_HELP, "lpt|fifo"),
+        ("shard", SHARD_HELP, "K/N"),
     ]
     for name, help_, metavar in options:
         dest = "ploop_" + name.replace("-", "_")
@@ -92,10 +106,18 @@ def read_settings(config: pytest.Config) -> Settings:
     if dist not in DISTS:
         raise pytest.UsageError(f"--ploop-dist={dist!r} is not one of {', '.join(DISTS)}")
     restarts = _number(config, "ploop_max_worker_restart", 0)
+    schedule = _raw(config, "ploop_schedule")
+    if schedule is not None and schedule not in SCHEDULES:
+        raise pytest.UsageError(
+            f"--ploop-schedule={schedule!r} is not one of {', '.join(SCHEDULES)}"
+        )
+    shard_text = _raw(config, "ploop_shard")
     return Settings(
         workers=workers,
         timeout=timeout,
         grace=5.0 if grace is None else grace,
         dist=dist,
         max_worker_restart=int(restarts) if restarts is not None else 4 * max(workers, 1),
+        schedule=schedule,
+        shard=parse_shard(shard_text) if shard_text else None,
     )
