@@ -272,7 +272,10 @@ class Run:
         n = self.options.workers
         mean = self._mean_task_s
         short = mean is not None and mean < SHORT_TASK_S and self.options.chunksize is None
-        for depth in range(PREFETCH_SHORT if short else PREFETCH):
+        # A lookahead task needs the chunk after its successor in flight too, or every task
+        # would wait for a round trip to the main process before it starts.
+        lookahead = getattr(self.fn, _worker.LOOKAHEAD, False)
+        for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)
                 if w is not None and len(w.inflight) > depth:
