@@ -17,6 +17,7 @@ from __future__ import annotations
 from ._engine._cpus import available_cpus
 from ._engine._record import RunRecord, TaskRow
 from ._errors import (
+    LockTimeout,
     LoopError,
     PloopError,
     RemoteException,
@@ -27,10 +28,12 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._loop import Pool, map
+from ._sync import lock, run_once, semaphore
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "LockTimeout",
     "LoopError",
     "PloopError",
     "Pool",
@@ -43,5 +46,8 @@ __all__ = [
     "TaskTimeout",
     "WorkerCrashed",
     "available_cpus",
+    "lock",
     "map",
+    "run_once",
+    "semaphore",
 ]

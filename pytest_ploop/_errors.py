@@ -17,6 +17,7 @@ else:  # pragma: no cover - version dependent
 
 __all__ = [
     "FailureKind",
+    "LockTimeout",
     "LoopError",
     "PloopError",
     "RemoteException",
@@ -133,6 +134,22 @@ class TaskNotRun(PloopError):
         self.reason = reason
 
 
+class LockTimeout(PloopError):
+    """A lock or semaphore was not acquired within its timeout.
+
+    Attributes:
+        name: the lock's name.
+        timeout: the seconds waited.
+        holder: who holds it: worker, pid and test, as far as known.
+    """
+
+    def __init__(self, name: str, timeout: float, holder: str) -> None:
+        super().__init__(f"could not acquire {name!r} within {timeout:g}s; it is held by {holder}")
+        self.name = name
+        self.timeout = timeout
+        self.holder = holder
+
+
 @dataclass(frozen=True)
 class TaskFailure:
     """One task that did not pass.
@@ -233,5 +250,6 @@ for _cls in (
     TaskNotRun,
     TaskFailure,
     LoopError,
+    LockTimeout,
 ):
     _cls.__module__ = "pytest_ploop"

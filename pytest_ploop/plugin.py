@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from . import hookspecs
+from . import _sync, hookspecs
 from ._testing import _durations, _xdist_compat
 from ._testing._settings import Settings, add_options, read_settings
 
@@ -83,6 +83,18 @@ def ploop_worker() -> WorkerInfo:
     if not wid:
         return WorkerInfo("main", 0, 1)
     return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
+
+
+@pytest.fixture(scope="session")
+def ploop_lock() -> type[_sync.lock]:
+    """``ploop.lock``: ``with ploop_lock("db", timeout=10): ...`` holds across all workers."""
+    return _sync.lock
+
+
+@pytest.fixture(scope="session")
+def ploop_semaphore() -> type[_sync.semaphore]:
+    """``ploop.semaphore``: ``with ploop_semaphore("gpu", 2): ...`` across all workers."""
+    return _sync.semaphore
 
 
 class _ShardSelector:

@@ -131,7 +131,14 @@ class Workers:
             parent_pid=os.getpid(),
             dump_path=dump_path,
             forked=self.start_method == "fork",
-            env=self.env | {"PLOOP_WORKER": wid, "PLOOP_WORKER_COUNT": str(self.count)},
+            env=self.env
+            | {
+                "PLOOP_WORKER": wid,
+                "PLOOP_WORKER_COUNT": str(self.count),
+                # Locks and run-once values (pytest_ploop._sync) live here; a run inside a
+                # worker keeps the outer run's directory, so its locks are the same locks.
+                "PLOOP_RUN_DIR": os.environ.get("PLOOP_RUN_DIR") or self.dir,
+            },
         )
         _worker.PARENT_FDS.add(parent_sock.fileno())
         process = self.ctx.Process(  # type: ignore[attr-defined]

@@ -1,0 +1,245 @@
+"""Resources shared between the workers of one run: named locks, counting semaphores and
+values computed once, on file locks (filelock) in the run's private directory.
+
+The run directory is made by the main process (``tempfile.mkdtemp``: a fresh, unpredictable
+name, mode 0700) and handed to workers in ``PLOOP_RUN_DIR``. A process that is not part of a
+run makes its own on first use. A directory that is not ours or that others may write is
+refused: values are unpickled from it, so it must be as private as the process itself.
+
+File locks are ``flock`` locks: the kernel releases them when their holder dies, so a worker
+that crashed while holding one deadlocks nobody.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import pickle
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ContextDecorator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import filelock
+
+from ._errors import LockTimeout, PloopError
+
+ENV = "PLOOP_RUN_DIR"
+_POLL_S = 0.01
+_ONCE: dict[str, Any] = {}  # values computed here, or inherited by a fork
+T = TypeVar("T")
+
+__all__ = ["lock", "run_dir", "run_once", "semaphore"]
+
+
+def run_dir() -> Path:
+    """The directory shared by the processes of this run (created when there is none).
+
+    Raises:
+        PloopError: ``PLOOP_RUN_DIR`` names a directory that is not private to this user.
+    """
+    given = os.environ.get(ENV)
+    if given:
+        path = Path(given)
+        check_private(path)
+        return path
+    path = Path(tempfile.mkdtemp(prefix="ploop-run-"))
+    os.environ[ENV] = str(path)
+    atexit.register(_remove_if_owner, path, os.getpid())
+    return path
+
+
+def _remove_if_owner(path: Path, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child inherits the atexit hook, not the directory
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def check_private(path: Path) -> None:
+    """Raise ``PloopError`` unless ``path`` is a real directory owned by this user that no one
+    else may write (or read)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise PloopError(f"the run directory {path} ({ENV}) cannot be used: {exc}") from exc
+    problems = []
+    if not stat.S_ISDIR(st.st_mode):
+        problems.append("it is not a directory (or it is a symbolic link)")
+    if st.st_uid != os.getuid():
+        problems.append(f"it belongs to uid {st.st_uid}, not to this user ({os.getuid()})")
+    if st.st_mode & 0o077:
+        problems.append(f"others may use it (mode {stat.S_IMODE(st.st_mode):04o})")
+    if problems:
+        raise PloopError(
+            f"refusing the run directory {path} ({ENV}): {'; '.join(problems)}. Unset {ENV} "
+            "to let ploop make a private one"
+        )
+
+
+def _file(kind: str, name: str, suffix: str = ".lock") -> Path:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a {kind} name must be a non-empty string, got {name!r}")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return run_dir() / f"{kind}-{safe}-{digest}{suffix}"
+
+
+def _me() -> str:
+    worker = os.environ.get("PLOOP_WORKER", "main")
+    test = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return f"worker {worker} (pid {os.getpid()})" + (f" running {test}" if test else "")
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.with_suffix(".holder").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+class lock(ContextDecorator):
+    """A named lock held across every process of the run: a context manager and a decorator.
+
+    Args:
+        name: any string; the same name is the same lock in every worker.
+        timeout: seconds to wait; ``None`` waits as long as it takes.
+
+    Raises:
+        LockTimeout: not acquired within ``timeout``; it names the holder's worker and test.
+
+    Example:
+        >>> import pytest_ploop as ploop
+        >>> with ploop.lock("database"):
+        ...     pass  # one worker at a time here
+    """
+
+    def __init__(self, name: str, timeout: float | None = None) -> None:
+        self.name = name
+        self.timeout = timeout
+        self._held: list[filelock.FileLock] = []
+
+    def __enter__(self) -> lock:
+        path = _file("lock", self.name)
+        flock = filelock.FileLock(str(path), is_singleton=False)
+        try:
+            flock.acquire(timeout=-1 if self.timeout is None else self.timeout)
+        except filelock.Timeout:
+            raise LockTimeout(self.name, self.timeout or 0.0, _holder(path)) from None
+        path.with_suffix(".holder").write_text(_me())
+        self._held.append(flock)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        flock = self._held.pop()
+        with contextlib.suppress(OSError):
+            Path(flock.lock_file).with_suffix(".holder").unlink()
+        flock.release()
+
+
+class semaphore(ContextDecorator):
+    """At most ``slots`` holders at once across every process of the run.
+
+    Args:
+        name: any string; the same name is the same semaphore in every worker.
+        slots: how many may hold it at once (at least 1).
+        timeout: seconds to wait; ``None`` waits as long as it takes.
+
+    Raises:
+        LockTimeout: no slot within ``timeout``; it names the holders.
+
+    Example:
+        >>> import pytest_ploop as ploop
+        >>> with ploop.semaphore("gpu", slots=2):
+        ...     pass  # two workers at a time here
+    """
+
+    def __init__(self, name: str, slots: int, timeout: float | None = None) -> None:
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"slots={slots!r} must be a whole number of at least 1")
+        self.name = name
+        self.slots = slots
+        self.timeout = timeout
+        self._held: list[filelock.FileLock] = []
+
+    def __enter__(self) -> semaphore:
+        paths = [_file("sem", f"{self.name}#{i}") for i in range(self.slots)]
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            for path in paths:
+                flock = filelock.FileLock(str(path), is_singleton=False)
+                try:
+                    flock.acquire(timeout=0)
+                except filelock.Timeout:
+                    continue
+                path.with_suffix(".holder").write_text(_me())
+                self._held.append(flock)
+                return self
+            if deadline is not None and time.monotonic() >= deadline:
+                holders = "; ".join(_holder(p) for p in paths)
+                raise LockTimeout(self.name, self.timeout or 0.0, holders)
+            time.sleep(_POLL_S)  # no event to wait on for "any of N files is free"
+
+    def __exit__(self, *exc: object) -> None:
+        flock = self._held.pop()
+        with contextlib.suppress(OSError):
+            Path(flock.lock_file).with_suffix(".holder").unlink()
+        flock.release()
+
+
+def run_once(key: str, fn: Callable[[], T]) -> T:
+    """``fn()`` computed once per run, however many workers ask, and shared with all of them.
+
+    The first caller computes it under a lock and leaves it, pickled, in the private run
+    directory; later callers (and workers forked after it was computed, from memory) get it
+    from there. It answers "my session fixture runs once per worker": call it in the fixture.
+
+    Raises:
+        PloopError: the value cannot be pickled, so it cannot be shared; share something
+            that can (a URL, a path, a port number) and open the resource in each worker.
+
+    Example:
+        >>> import pytest_ploop as ploop
+        >>> ploop.run_once("answer", lambda: 6 * 7)
+        42
+    """
+    if key in _ONCE:
+        return _ONCE[key]  # type: ignore[no-any-return]
+    path = _file("once", key, ".pickle")
+    with lock(f"once:{key}"):
+        if path.exists():
+            value = pickle.loads(path.read_bytes())
+        else:
+            value = fn()
+            try:
+                blob = pickle.dumps(value)
+            except Exception as exc:
+                raise PloopError(
+                    f"run_once({key!r}): the value cannot be pickled to share it between "
+                    f"workers ({type(exc).__name__}: {exc}); return something that can be, "
+                    "such as a URL, a path or a port, and open the resource in each worker"
+                ) from exc
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            tmp.replace(path)
+    _ONCE[key] = value
+    return value  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _private_env(path: Path) -> Iterator[None]:
+    """Point ``PLOOP_RUN_DIR`` at ``path`` for the block (tests)."""
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
