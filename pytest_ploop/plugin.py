@@ -45,6 +45,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ploop_serial: with --ploop-workers, run this test alone, after the parallel part",
+    )
+    config.addinivalue_line(
+        "markers",
+        "ploop_group(name): with --ploop-workers, run the tests of one group on one worker, "
+        "in order",
+    )
     settings = read_settings(config)
     config.stash[_UID] = uuid.uuid4().hex
     if not _xdist_active(config):

@@ -36,6 +36,7 @@ from typing import Any
 
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _metrics, _worker
+from ._cpus import available_cpus
 from ._messages import (
     SLOT_INDEX,
     SLOT_MARKER,
@@ -51,6 +52,7 @@ from ._messages import (
     FunctionFailed,
     NoMore,
     Phase,
+    Stop,
 )
 from ._outcomes import Outcomes, bounded_repr, rebuild
 from ._record import RunRecord, WorkerInfo
@@ -93,6 +95,9 @@ class RunOptions:
     # Dispatch a list, tuple or range in this order of positions (longest-first scheduling);
     # tasks keep their input positions as indices.
     order: Sequence[int] | None = None
+    max_tasks_per_worker: int | None = None  # then the worker is replaced
+    max_worker_rss: int | None = None  # bytes; checked between chunks
+    threads_per_worker: int | None = None  # None: the CPUs over the workers; 0: no cap
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -165,6 +170,8 @@ class Run:
         else:
             self._function_payload()  # fail now, before any process starts
         workers.count = options.workers
+        threads = options.threads_per_worker
+        workers.threads = available_cpus() // options.workers or 1 if threads is None else threads
         for w in workers.live():
             self._watch(w)
         self._install_signals()
@@ -259,14 +266,38 @@ class Run:
     def _fill(self) -> None:
         if self.state is not State.RUNNING:
             return
+        self._retire()
         self._dispatch()
-        if not self._has_work():
-            # Tell each busy worker that nothing follows what it holds: a lookahead task
-            # (the plugin's) waits for that before it tears its fixtures down.
-            for w in self.workers.live():
-                if w.inflight and not w.told_no_more:
-                    w.channel.queue(NoMore(self.job))
-                    w.told_no_more = True
+        no_more = not self._has_work()
+        for w in self.workers.live():
+            # Tell each busy worker that nothing follows what it holds (a lookahead task,
+            # the plugin's, waits for that before it tears its fixtures down); and a worker
+            # due for replacement that nothing follows what it has.
+            if w.inflight and not w.told_no_more and (no_more or w.retiring):
+                w.channel.queue(NoMore(self.job))
+                w.told_no_more = True
+
+    def _retire_now(self, w: WorkerHandle) -> bool:
+        limit = self.options.max_tasks_per_worker
+        if limit is not None and w.tasks_sent >= limit:
+            w.retiring = True
+        return w.retiring
+
+    def _retire(self) -> None:
+        """Replace workers that ran ``max_tasks_per_worker`` tasks or grew past
+        ``max_worker_rss``: they get no new chunk, stop when idle, and their slot gets a fresh
+        fork."""
+        limit_tasks, limit_rss = self.options.max_tasks_per_worker, self.options.max_worker_rss
+        if limit_tasks is None and limit_rss is None:
+            return
+        for w in self.workers.live():
+            if not w.retiring:
+                over_tasks = limit_tasks is not None and w.tasks_sent >= limit_tasks
+                over_rss = limit_rss is not None and w.last_rss > limit_rss
+                w.retiring = over_tasks or over_rss
+            if w.retiring and not w.inflight and not w.stopping:
+                w.channel.queue(Stop())
+                w.stopping = True
 
     def _dispatch(self) -> None:
         n = self.options.workers
@@ -278,7 +309,9 @@ class Run:
         for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)
-                if w is not None and len(w.inflight) > depth:
+                if w is not None and (len(w.inflight) > depth or w.retiring):
+                    continue
+                if w is not None and self._retire_now(w):
                     continue
                 if not self._has_work() or self._held_back():
                     return
@@ -398,6 +431,7 @@ class Run:
         w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args, chunk.batch))
         w.inflight.append(chunk)
         w.told_no_more = False
+        w.tasks_sent += len(chunk.indices)
 
     def _requeue(self, index: int, arg: Any, isolate: bool) -> None:
         if self.state is State.RUNNING:
@@ -577,7 +611,11 @@ class Run:
     def _tick(self, now: float) -> None:
         live = self.workers.live()
         if live:
-            self.record.samples.extend(self._sampler.sample({w.id: w.pid for w in live}))
+            samples = self._sampler.sample({w.id: w.pid for w in live})
+            self.record.samples.extend(samples)
+            rss = {s.worker: s.rss for s in samples}
+            for w in live:
+                w.last_rss = rss.get(w.id, w.last_rss)
         timeout = self.options.timeout
         if timeout is not None:
             for w in live:

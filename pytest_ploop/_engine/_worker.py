@@ -88,6 +88,7 @@ class WorkerConfig:
     dump_path: str
     forked: bool
     env: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None  # cap of numeric libraries' thread pools
 
 
 def set_marker(value: float) -> None:
@@ -142,10 +143,34 @@ def _setup(config: WorkerConfig) -> None:
         os.setpgid(0, 0)
     _die_with_parent(config.parent_pid)
     os.environ.update(config.env)
+    if config.threads:
+        _cap_threads(config.threads)
     hooks = list(AFTER_FORK) if config.forked else []
     AFTER_FORK.clear()
     for hook in hooks:
         hook(config)
+
+
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _cap_threads(n: int) -> None:
+    """N workers each starting a thread per core for BLAS would oversubscribe the machine:
+    cap the pools, by environment for libraries loaded later and with threadpoolctl for
+    those this forked worker inherited already loaded."""
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    if any(m in sys.modules for m in ("numpy", "scipy", "torch", "sklearn")):
+        with contextlib.suppress(Exception):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(n)
 
 
 def _die_with_group(signum: int, frame: object) -> None:

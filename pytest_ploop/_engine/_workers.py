@@ -62,6 +62,10 @@ class WorkerHandle:
     killed_for: str | None = None
     timeout_stack: str = ""
     told_no_more: bool = False
+    retiring: bool = False  # due for replacement: no new chunks
+    stopping: bool = False  # told to Stop
+    last_rss: int = 0  # bytes, from the last resource sample
+    tasks_sent: int = 0
     inherited: frozenset[int] = frozenset()
 
     def started_with_job(self, job: int) -> bool:
@@ -99,6 +103,7 @@ class Workers:
         self.pids: dict[str, list[int]] = {}
         self.dir = tempfile.mkdtemp(prefix="ploop-")
         self.count = 0  # the worker count announced to workers (set by the run)
+        self.threads: int | None = None  # numeric libraries' threads per worker (the run)
         self.on_start: list[Callable[[WorkerHandle], None]] = []
         self.closed = False
 
@@ -131,6 +136,7 @@ class Workers:
             parent_pid=os.getpid(),
             dump_path=dump_path,
             forked=self.start_method == "fork",
+            threads=self.threads,
             env=self.env
             | {
                 "PLOOP_WORKER": wid,

@@ -14,8 +14,10 @@ Each test's reports and warnings are sent to the main process as soon as the tes
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,8 @@ class TestRunner:
         self.xdist_compat = xdist_compat
         self.testrun_uid = testrun_uid
         self.collector: _Collector | None = None
+        self.serial_fd: int | None = None
+        self.has_serial = False
 
     def __call__(self, task: int, next_task: int | None) -> int:
         group = self.groups[task]
@@ -77,9 +81,26 @@ class TestRunner:
             after = group[k + 1] if k + 1 < len(group) else following
             nextitem = self.items[after] if after is not None else None
             collector.reports, collector.warnings = [], []
-            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            with self._exclusive_if_serial(item):
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             _worker.emit((index, collector.reports, collector.warnings))
         return len(group)
+
+    @contextlib.contextmanager
+    def _exclusive_if_serial(self, item: pytest.Item) -> Iterator[None]:
+        """Every test holds the run's serial lock shared; a ``ploop_serial`` test holds it
+        exclusively, so it runs alone. (``flock``: the kernel releases it if the worker dies.)
+        """
+        from ._session import is_serial
+
+        if self.serial_fd is None:
+            yield
+            return
+        fcntl.flock(self.serial_fd, fcntl.LOCK_EX if is_serial(item) else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.serial_fd, fcntl.LOCK_UN)
 
     # -- in the worker, after the fork ----------------------------------------------------
 
@@ -98,6 +119,9 @@ class TestRunner:
         _own_capture(config)
         if self.basetemp is not None:
             _own_basetemp(config, self.basetemp / wconfig.worker_id)
+        if self.has_serial:
+            path = os.path.join(os.environ["PLOOP_RUN_DIR"], "serial.lock")
+            self.serial_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.collector = _Collector(config)
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
         _worker.BEFORE_EXIT.append(self.before_exit)

@@ -34,15 +34,25 @@ from ._settings import Settings
 
 def make_groups(items: list[pytest.Item], dist: str) -> list[tuple[int, ...]]:
     """Tasks for the engine: one test each (``load``), or the tests of one scope together,
-    in collection order."""
-    if dist == "load":
-        return [(i,) for i in range(len(items))]
-    groups: dict[str, list[int]] = {}
+    in collection order. Tests marked ``ploop_group("name")`` are one task per name."""
+    groups: dict[object, list[int]] = {}
     for i, item in enumerate(items):
-        nodeid = item.nodeid.split("[", 1)[0]
-        key = nodeid.split("::", 1)[0] if dist == "file" else nodeid.rsplit("::", 1)[0]
+        marker = item.get_closest_marker("ploop_group")
+        key: object
+        if marker is not None:
+            key = ("group", marker.args[0] if marker.args else marker.kwargs.get("name"))
+        elif dist == "load":
+            key = i
+        else:
+            nodeid = item.nodeid.split("[", 1)[0]
+            key = nodeid.split("::", 1)[0] if dist == "file" else nodeid.rsplit("::", 1)[0]
         groups.setdefault(key, []).append(i)
     return [tuple(g) for g in groups.values()]
+
+
+def is_serial(item: pytest.Item) -> bool:
+    """Whether ``item`` is marked ``ploop_serial`` (never at the same time as another test)."""
+    return item.get_closest_marker("ploop_serial") is not None
 
 
 class ParallelSession:
@@ -88,7 +98,11 @@ class ParallelSession:
             grace=self.settings.grace,
             chunksize=1,
             order=self._order(session, groups),
+            max_tasks_per_worker=self.settings.max_tasks_per_worker,
+            max_worker_rss=self.settings.max_worker_rss,
+            threads_per_worker=self.settings.threads_per_worker,
         )
+        runner.has_serial = any(is_serial(item) for item in items)
         _worker.AFTER_FORK.append(runner.after_fork)
         self._groups, self._items, self._done = groups, items, set[int]()
         run = None
@@ -119,9 +133,16 @@ class ParallelSession:
                 raise pytest.UsageError(
                     "pytest_ploop_make_scheduler must return each group's position exactly once"
                 )
-            return list(order)
-        schedule = self.settings.schedule or ("lpt" if durations else "fifo")
-        return _durations.longest_first(costs) if schedule == "lpt" else None
+        else:
+            schedule = self.settings.schedule or ("lpt" if durations else "fifo")
+            lpt = schedule == "lpt"
+            order = _durations.longest_first(costs) if lpt else list(range(len(groups)))
+        # Serial tests go last: they wait for every other test to finish (see TestRunner),
+        # so the parallel part should be drained by then.
+        serial = {
+            g for g, group in enumerate(groups) if any(is_serial(session.items[i]) for i in group)
+        }
+        return [g for g in order if g not in serial] + [g for g in order if g in serial]
 
     def _drive(self, run: Run, session: pytest.Session) -> None:
         seen: set[int] = set()

@@ -29,8 +29,18 @@ SHARD_HELP = (
     "run only the K-th of N shards of the suite (1-based), balanced by recorded durations "
     "(by count when none are recorded): one shard per CI job"
 )
+MAX_TASKS_HELP = "replace a worker (a fresh fork) after it ran this many tests"
+MAX_RSS_HELP = (
+    "replace a worker whose memory (RSS) passed SIZE between tests (such as 500M, 2G); with "
+    "--ploop-workers=auto it also caps the workers so that they fit in the memory available"
+)
+THREADS_HELP = (
+    "threads each worker's numeric libraries (OpenMP, OpenBLAS, MKL) may use; default: the "
+    "CPUs divided by the workers"
+)
 DISTS = ("load", "scope", "file")
 SCHEDULES = ("lpt", "fifo")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Settings:
     max_worker_restart: int
     schedule: str | None  # None: lpt when durations are recorded, else fifo
     shard: tuple[int, int] | None
+    max_tasks_per_worker: int | None = None
+    max_worker_rss: int | None = None
+    threads_per_worker: int | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -57,6 +70,9 @@ def add_options(parser: pytest.Parser) -> None:
         ("max-worker-restart", RESTART_HELP, "N"),
         ("schedule", SCHEDULE_HELP, "lpt|fifo"),
         ("shard", SHARD_HELP, "K/N"),
+        ("max-tasks-per-worker", MAX_TASKS_HELP, "N"),
+        ("max-worker-rss", MAX_RSS_HELP, "SIZE"),
+        ("threads-per-worker", THREADS_HELP, "N"),
     ]
     for name, help_, metavar in options:
         dest = "ploop_" + name.replace("-", "_")
@@ -112,6 +128,14 @@ def read_settings(config: pytest.Config) -> Settings:
             f"--ploop-schedule={schedule!r} is not one of {', '.join(SCHEDULES)}"
         )
     shard_text = _raw(config, "ploop_shard")
+    max_tasks = _number(config, "ploop_max_tasks_per_worker", 1)
+    threads = _number(config, "ploop_threads_per_worker", 1)
+    rss_text = _raw(config, "ploop_max_worker_rss")
+    max_rss = parse_size(rss_text) if rss_text else None
+    if max_rss is not None and raw is not None and raw.strip().lower() == "auto":
+        from .._engine._metrics import available_memory
+
+        workers = max(1, min(workers, available_memory() // max_rss))
     return Settings(
         workers=workers,
         timeout=timeout,
@@ -120,4 +144,20 @@ def read_settings(config: pytest.Config) -> Settings:
         max_worker_restart=int(restarts) if restarts is not None else 4 * max(workers, 1),
         schedule=schedule,
         shard=parse_shard(shard_text) if shard_text else None,
+        max_tasks_per_worker=int(max_tasks) if max_tasks is not None else None,
+        max_worker_rss=max_rss,
+        threads_per_worker=int(threads) if threads is not None else None,
     )
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> bytes (K, M, G, T are powers of 1024; a trailing ``B``/``iB`` is fine)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""
+    try:
+        value = float(cleaned[: len(cleaned) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise pytest.UsageError(f"--ploop-max-worker-rss={text!r}: give a size such as 500M or 2G")
+    return int(value)
