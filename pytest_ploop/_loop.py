@@ -18,7 +18,7 @@ from ._engine._inline import InlineRun
 from ._engine._outcomes import failure_message
 from ._engine._pool import Run, RunOptions
 from ._engine._record import RunRecord
-from ._engine._schedule import SCHEDULES
+from ._engine._schedule import SCHEDULES, longest_first
 from ._engine._workers import START_METHODS, Workers
 from ._errors import LoopError
 from ._progress import Progress
@@ -43,6 +43,7 @@ class _Options:
     start_method: str | None = None
     grace: float = 5.0
     progress: bool = False
+    cost: Callable[[Any], float] | RunRecord | None = None
 
 
 def _options(
@@ -56,13 +57,14 @@ def _options(
     start_method: str | None = _UNSET,
     grace: float = _UNSET,
     progress: bool = _UNSET,
+    cost: Callable[[Any], float] | RunRecord | None = _UNSET,
 ) -> _Options:
     """Validate options (those given override ``base``); raise with the fix when one is off."""
     given: dict[str, Any] = {
         k: v
         for k, v in dict(
             timeout=timeout, fail_fast=fail_fast, schedule=schedule, chunksize=chunksize,
-            start_method=start_method, grace=grace, progress=progress,
+            start_method=start_method, grace=grace, progress=progress, cost=cost,
         ).items()
         if v is not _UNSET
     }  # fmt: skip
@@ -80,9 +82,14 @@ def _options(
         raise ValueError(
             f"chunksize={opts.chunksize!r} must be a whole number of at least 1, or None"
         )
-    if opts.schedule not in SCHEDULES:
+    if opts.schedule not in (*SCHEDULES, "lpt"):
         raise ValueError(
-            f"schedule={opts.schedule!r} is not one of {', '.join(map(repr, SCHEDULES))}"
+            f"schedule={opts.schedule!r} is not one of {', '.join(map(repr, (*SCHEDULES, 'lpt')))}"
+        )
+    if opts.schedule == "lpt" and opts.cost is None:
+        raise ValueError(
+            "schedule='lpt' (longest first) needs cost=: a function giving an item's expected "
+            "seconds, or the run record of an earlier run over the same items (pool.last_run)"
         )
     if opts.start_method is not None and opts.start_method not in START_METHODS:
         raise ValueError(
@@ -92,6 +99,18 @@ def _options(
     if not (isinstance(opts.grace, int | float) and opts.grace >= 0):
         raise ValueError(f"grace={opts.grace!r} must be a number of seconds, at least 0")
     return opts
+
+
+def _costs(cost: Any, items: Any) -> list[float]:
+    """Each item's expected seconds: from ``cost(item)``, or from an earlier run's record
+    (by input position; a position it does not have counts as its median)."""
+    if isinstance(cost, RunRecord):
+        t = cost.tasks
+        seen = {i: e - s for i, s, e in zip(t.index, t.start, t.end, strict=True)}
+        known = sorted(seen.values())
+        default = known[len(known) // 2] if known else 1.0
+        return [seen.get(i, default) for i in range(len(items))]
+    return [float(cost(item)) for item in items]
 
 
 def _check_call(fn: Any, items: Any) -> None:
@@ -120,11 +139,14 @@ class Pool:
         timeout: seconds a task may run; an overdue task's worker is killed and the task is
             ``timed_out``.
         fail_fast: stop at the first task that does not pass; the rest are ``not_run``.
-        schedule: ``"dynamic"`` (adaptive chunks), ``"static"`` or ``"guided"``.
+        schedule: ``"dynamic"`` (adaptive chunks), ``"static"``, ``"guided"``, or ``"lpt"``
+            (longest first, by ``cost``: a run's wall is bounded by its last long task).
         chunksize: tasks per message to a worker; ``None`` adapts it to the tasks' duration.
         start_method: ``"fork"`` (POSIX default), ``"spawn"`` or ``"forkserver"``.
         grace: seconds tasks in flight get to finish when the run stops early.
         progress: show a progress bar on stderr (tqdm where installed).
+        cost: for ``schedule="lpt"``: a function giving an item's expected seconds, or the
+            run record of an earlier run over the same items (``pool.last_run``).
 
     Raises:
         ValueError, TypeError: an option is out of range; the message says the fix.
@@ -150,10 +172,12 @@ class Pool:
         start_method: str | None = None,
         grace: float = 5.0,
         progress: bool = False,
+        cost: Callable[[Any], float] | RunRecord | None = None,
     ) -> None:
         self._defaults = _options(
             workers=workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule,
             chunksize=chunksize, start_method=start_method, grace=grace, progress=progress,
+            cost=cost,
         )  # fmt: skip
         self._workers: Workers | None = None
         self._closed = False
@@ -264,14 +288,20 @@ class Pool:
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         opts = _options(self._defaults, **overrides)
+        order = None
+        if opts.schedule == "lpt" and opts.workers > 1:
+            if type(items) not in (list, tuple, range):
+                items = list(items)  # longest first needs every item's cost up front
+            order = longest_first(_costs(opts.cost, items))
         run_options = RunOptions(
             workers=opts.workers,
             timeout=opts.timeout,
             fail_fast=opts.fail_fast,
-            schedule=opts.schedule,
+            schedule="dynamic" if opts.schedule == "lpt" else opts.schedule,
             chunksize=opts.chunksize,
             grace=opts.grace,
             max_ahead=_STREAM_AHEAD if stream else None,
+            order=order,
         )
         self._progress = Progress() if opts.progress else None
         if opts.workers == 1:
@@ -369,6 +399,7 @@ def map(
     start_method: str | None = None,
     grace: float = 5.0,
     progress: bool = False,
+    cost: Callable[[Any], float] | RunRecord | None = None,
 ) -> list[R]:
     """Apply ``fn`` to every item in worker processes; return the results in input order.
 
@@ -388,6 +419,6 @@ def map(
     """
     with Pool(
         workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule, chunksize=chunksize,
-        start_method=start_method, grace=grace, progress=progress,
+        start_method=start_method, grace=grace, progress=progress, cost=cost,
     ) as pool:  # fmt: skip
         return pool.map(fn, items)

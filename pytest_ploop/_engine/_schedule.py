@@ -15,6 +15,7 @@ An explicit ``chunksize`` fixes the size for every policy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -111,3 +112,8 @@ def make_scheduler(name: str, chunksize: int | None, total: int | None) -> Sched
     if name == "guided":
         return Guided()
     raise ValueError(f"schedule={name!r} is not one of {', '.join(map(repr, SCHEDULES))}")
+
+
+def longest_first(costs: Sequence[float]) -> list[int]:
+    """Positions ordered by cost, longest first; ties keep their input order (LPT)."""
+    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))

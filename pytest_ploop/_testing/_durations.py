@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+from .._engine._schedule import longest_first
+
+__all__ = ["group_costs", "longest_first", "merge_files", "parse_shard", "shard"]
+
 CACHE_KEY = "ploop/durations"
 
 
@@ -25,11 +29,6 @@ def group_costs(groups: Sequence[Sequence[str]], durations: Mapping[str, float])
     known = [d for d in durations.values() if d >= 0]
     default = statistics.median(known) if known else 1.0
     return [sum(durations.get(nodeid, default) for nodeid in group) for group in groups]
-
-
-def longest_first(costs: Sequence[float]) -> list[int]:
-    """Positions ordered by cost, longest first; ties keep their collection order."""
-    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
 
 
 def shard(costs: Sequence[float], count: int) -> list[list[int]]:
