@@ -28,7 +28,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._loop import Pool, map
-from ._sync import lock, run_once, semaphore
+from ._sync import lock, once, run_once, semaphore
 
 __version__ = "0.1.0.dev0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "available_cpus",
     "lock",
     "map",
+    "once",
     "run_once",
     "semaphore",
 ]

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
+import functools
 import hashlib
+import inspect
 import os
 import pickle
 import re
@@ -36,7 +39,7 @@ _POLL_S = 0.01
 _ONCE: dict[str, Any] = {}  # values computed here, or inherited by a fork
 T = TypeVar("T")
 
-__all__ = ["lock", "run_dir", "run_once", "semaphore"]
+__all__ = ["lock", "once", "run_dir", "run_once", "semaphore"]
 
 
 def run_dir() -> Path:
@@ -192,12 +195,13 @@ class semaphore(ContextDecorator):
         flock.release()
 
 
-def run_once(key: str, fn: Callable[[], T]) -> T:
+def run_once(key: str, fn: Callable[[], T], teardown: Callable[[T], object] | None = None) -> T:
     """``fn()`` computed once per run, however many workers ask, and shared with all of them.
 
     The first caller computes it under a lock and leaves it, pickled, in the private run
     directory; later callers (and workers forked after it was computed, from memory) get it
     from there. It answers "my session fixture runs once per worker": call it in the fixture.
+    ``teardown(value)`` runs once, in the last process using the value, when it ends.
 
     Raises:
         PloopError: the value cannot be pickled, so it cannot be shared; share something
@@ -216,19 +220,106 @@ def run_once(key: str, fn: Callable[[], T]) -> T:
             value = pickle.loads(path.read_bytes())
         else:
             value = fn()
-            try:
-                blob = pickle.dumps(value)
-            except Exception as exc:
-                raise PloopError(
-                    f"run_once({key!r}): the value cannot be pickled to share it between "
-                    f"workers ({type(exc).__name__}: {exc}); return something that can be, "
-                    "such as a URL, a path or a port, and open the resource in each worker"
-                ) from exc
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(blob)
-            tmp.replace(path)
+            _share(key, path, value)
+        if teardown is not None:
+            _use(key, path, lambda: teardown(value))
     _ONCE[key] = value
     return value  # type: ignore[no-any-return]
+
+
+def _share(key: str, path: Path, value: object) -> None:
+    try:
+        blob = pickle.dumps(value)
+    except Exception as exc:
+        raise PloopError(
+            f"run_once({key!r}): the value cannot be pickled to share it between workers "
+            f"({type(exc).__name__}: {exc}); return something that can be, such as a URL, a "
+            "path or a port, and open the resource in each worker"
+        ) from exc
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+
+
+def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = False) -> None:
+    """Count this process among the value's users (a shared ``flock``, which the kernel drops
+    if the process dies) and, when it ends, run ``teardown`` if it is the last user.
+
+    With ``creator``, this process waits at its end for the others (an exclusive lock): a
+    generator fixture's teardown can only run where the generator lives.
+    """
+    users = os.open(path.with_suffix(".users"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(users, fcntl.LOCK_SH)
+
+    def at_end() -> None:
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | (0 if creator else fcntl.LOCK_NB))
+        except OSError:
+            return  # another process still uses it: the last one tears it down
+        try:
+            teardown()
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(users)
+
+    _at_exit(at_end)
+
+
+def _at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` when this process ends: a worker's loop end, or interpreter exit."""
+    if os.environ.get("PLOOP_WORKER"):
+        from ._engine import _worker
+
+        _worker.BEFORE_EXIT.append(hook)
+    else:
+        atexit.register(_if_still, os.getpid(), hook)
+
+
+def _if_still(owner: int, hook: Callable[[], None]) -> None:
+    if os.getpid() == owner:  # not in a forked child that inherited the atexit hook
+        hook()
+
+
+def once(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Decorate a session fixture's function so that it runs once per run, not per worker.
+
+    A plain function's value is shared (see :func:`run_once`). A generator function (setup,
+    ``yield value``, teardown) is set up once; its teardown runs in the process that set it
+    up, after every other worker using the value is done.
+
+    Example:
+        >>> import pytest
+        >>> import pytest_ploop as ploop
+        >>> @pytest.fixture(scope="session")
+        ... @ploop.once
+        ... def database_url():
+        ...     url = "sqlite:///shared.db"  # create it here
+        ...     yield url
+        ...     # drop it here: once, after the last worker
+    """
+    key = f"{fn.__module__}.{fn.__qualname__}"
+
+    @functools.wraps(fn)
+    def wrapper() -> Any:
+        if not inspect.isgeneratorfunction(fn):
+            return run_once(key, fn)
+        if key in _ONCE:
+            return _ONCE[key]
+        path = _file("once", key, ".pickle")
+        with lock(f"once:{key}"):
+            if path.exists():
+                value = pickle.loads(path.read_bytes())
+                _use(key, path, lambda: None)
+            else:
+                gen = fn()
+                value = next(gen)
+                _share(key, path, value)
+                _use(key, path, lambda: next(gen, None), creator=True)
+        _ONCE[key] = value
+        return value
+
+    return wrapper
 
 
 @contextlib.contextmanager

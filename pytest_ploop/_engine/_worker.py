@@ -116,11 +116,11 @@ def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig
     dump = open(config.dump_path, "w")  # noqa: SIM115 - open for the process's lifetime
     faulthandler.enable(file=dump)
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True, chain=False)
-    exits = list(BEFORE_EXIT) if config.forked else []
-    BEFORE_EXIT.clear()
     try:
         _Loop(sock, slot, config).run()
-        for hook in exits:
+        # Registered after the fork: by the plugin's AFTER_FORK hook, or by tasks (run_once's
+        # teardown). A crash skips them; so does a kill.
+        for hook in BEFORE_EXIT:
             hook()
     finally:
         with contextlib.suppress(OSError):
@@ -128,6 +128,7 @@ def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig
 
 
 def _setup(config: WorkerConfig) -> None:
+    BEFORE_EXIT.clear()  # a forked worker of a worker does not run its parent's exit hooks
     for fd in PARENT_FDS:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -181,8 +181,9 @@ class Workers:
         """Terminate ``handles`` now (the ladder), without discarding them."""
         _shutdown.terminate([h.process for h in handles], wait_s)
 
-    def close(self, wait_s: float = 2.0) -> None:
-        """Stop every worker: ask, wait up to ``wait_s``, then terminate what is left."""
+    def close(self, wait_s: float = 10.0) -> None:
+        """Stop every worker: ask, wait up to ``wait_s`` (their exit hooks may be tearing a
+        shared fixture down), then terminate what is left."""
         if self.closed:
             return
         self.closed = True
