@@ -596,8 +596,8 @@ class Run:
             kind = "timed_out"
         else:
             sig = signal_name(code)
-            if sig == "SIGKILL":
-                detail = "(was it the OOM killer? see the kernel log)\n" + detail
+            if sig == "SIGKILL" and w.killed_for is None:
+                detail = _oom_hint(w.last_rss) + detail
             exc = WorkerCrashed(index, None if sig else code, sig, detail)
             exc.marker = marker if marker >= 0 else None
             kind = "crashed"
@@ -738,6 +738,18 @@ class Run:
             else:
                 self._stop("terminated by SIGTERM" if sig == signal.SIGTERM else "interrupted")
                 self._terminate_busy()
+
+
+def _oom_hint(rss: int) -> str:
+    """Why a worker nobody here killed may have got SIGKILL: usually the kernel's OOM killer."""
+    gib = 1 << 30
+    try:
+        available = _metrics.available_memory()
+    except Exception:
+        available = 0
+    seen = f" Its last sampled memory (RSS) was {rss / gib:.2f} GiB" if rss else ""
+    free = f"; {available / gib:.2f} GiB are available now" if available else ""
+    return f"Killed by the OOM killer?{seen}{free}. The kernel log tells (dmesg).\n"
 
 
 def _unpickle_or_none(blob: bytes, n: int) -> list[Any]:
