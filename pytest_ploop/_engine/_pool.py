@@ -69,6 +69,7 @@ SHORT_TASK_S = 0.001
 # Chunks of at least this many tasks of at most this long each run as batches.
 BATCH_MIN_TASKS = 256
 BATCH_MAX_TASK_S = 50e-6
+MAX_STARTUP_DEATHS = 5
 _JOBS = itertools.count(1)
 _SEQS = itertools.count(1)
 
@@ -150,6 +151,7 @@ class Run:
         self._mean_task_s: float | None = None
         self._busy_sum = 0.0
         self._tasks_sum = 0.0
+        self._startup_deaths = 0
         self._payload: bytes | None = None
         self._drain_deadline = 0.0
         self._next_tick = 0.0
@@ -549,6 +551,10 @@ class Run:
         detail = w.dump_text().strip()
         self._sampler.forget(w.pid)
         self.workers.discard(w)
+        if w.tasks_done == 0 and phase == Phase.IDLE and seq == 0 and w.killed_for is None:
+            self._died_at_start(w, code, detail)
+        else:
+            self._startup_deaths = 0
         if not inflight:
             return
         first, rest = inflight[0], inflight[1:]
@@ -576,6 +582,20 @@ class Run:
                 chunk.indices, _unpickle_or_none(chunk.args, len(chunk.indices)), strict=True
             ):
                 self._requeue(index, arg, False)
+
+    def _died_at_start(self, w: WorkerHandle, code: int | None, detail: str) -> None:
+        """A worker that dies before its first task would die again in its place: after a
+        few in a row, stop the run with the reason instead of forking forever."""
+        self._startup_deaths += 1
+        if self._startup_deaths < MAX_STARTUP_DEATHS or self.fatal is not None:
+            return
+        how = f"killed by {signal_name(code)}" if signal_name(code) else f"exit code {code}"
+        self.fatal = PloopError(
+            f"worker processes die as they start ({self._startup_deaths} in a row, the last "
+            f"{how}, start_method={self.workers.start_method!r})"
+            + (f":\n{detail}" if detail else "")
+        )
+        self._stop("the workers could not start")
 
     def _blame(
         self,

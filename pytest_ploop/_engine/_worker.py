@@ -84,7 +84,7 @@ class WorkerConfig:
     worker_id: str
     index: int
     count: int
-    parent_pid: int
+    parent_pid: int  # 0: the parent is not the main process (forkserver)
     dump_path: str
     forked: bool
     env: dict[str, str] = field(default_factory=dict)
@@ -188,7 +188,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid:  # it died before the request took effect
+    # Under forkserver the parent is the fork server, which lives as long as the main process.
+    if parent_pid and os.getppid() != parent_pid:  # it died before the request took effect
         _die_with_group(signal.SIGTERM, None)
 
 

@@ -133,7 +133,7 @@ class Workers:
             worker_id=wid,
             index=index,
             count=self.count,
-            parent_pid=os.getpid(),
+            parent_pid=0 if self.start_method == "forkserver" else os.getpid(),
             dump_path=dump_path,
             forked=self.start_method == "fork",
             threads=self.threads,
