@@ -28,6 +28,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._loop import Pool, map
+from ._parametrize import parametrize_parallel
 from ._sync import lock, once, run_once, semaphore
 
 __version__ = "0.1.0.dev0"
@@ -49,6 +50,7 @@ __all__ = [
     "lock",
     "map",
     "once",
+    "parametrize_parallel",
     "run_once",
     "semaphore",
 ]

@@ -82,10 +82,11 @@ def _options(
         raise ValueError(
             f"chunksize={opts.chunksize!r} must be a whole number of at least 1, or None"
         )
+    # No map(repr, ...) in this module: its own map() shadows the builtin, and formatting
+    # these messages started worker processes (and failed inside a daemonic worker).
     if opts.schedule not in (*SCHEDULES, "lpt"):
-        raise ValueError(
-            f"schedule={opts.schedule!r} is not one of {', '.join(map(repr, (*SCHEDULES, 'lpt')))}"
-        )
+        choices = ", ".join(repr(s) for s in (*SCHEDULES, "lpt"))
+        raise ValueError(f"schedule={opts.schedule!r} is not one of {choices}")
     if opts.schedule == "lpt" and opts.cost is None:
         raise ValueError(
             "schedule='lpt' (longest first) needs cost=: a function giving an item's expected "
@@ -94,7 +95,7 @@ def _options(
     if opts.start_method is not None and opts.start_method not in START_METHODS:
         raise ValueError(
             f"start_method={opts.start_method!r} is not one of "
-            f"{', '.join(map(repr, START_METHODS))} (or None for the platform's default)"
+            f"{', '.join(repr(m) for m in START_METHODS)} (or None for the platform's default)"
         )
     if not (isinstance(opts.grace, int | float) and opts.grace >= 0):
         raise ValueError(f"grace={opts.grace!r} must be a number of seconds, at least 0")

@@ -268,9 +268,9 @@ def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = F
 
 def _at_exit(hook: Callable[[], None]) -> None:
     """Run ``hook`` when this process ends: a worker's loop end, or interpreter exit."""
-    if os.environ.get("PLOOP_WORKER"):
-        from ._engine import _worker
+    from ._engine import _worker
 
+    if _worker.in_worker():  # not a process a worker started: it has no worker loop
         _worker.BEFORE_EXIT.append(hook)
     else:
         atexit.register(_if_still, os.getpid(), hook)

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 import pytest
 
 from . import _sync, hookspecs
+from ._engine import _worker
 from ._testing import _durations, _xdist_compat
 from ._testing._settings import Settings, add_options, read_settings
 
 __all__ = ["WorkerInfo"]
+
+# The decorator's options (--ploop-case) and the reports' (--ploop-report).
+pytest_plugins = ["pytest_ploop._testing._cases_plugin", "pytest_ploop._report._plugin"]
 
 _SESSION_NAME = "ploop-session"
 
@@ -59,11 +63,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _xdist_active(config):
         # Registered after xdist's own plugin (when installed), so these fixtures win.
         config.pluginmanager.register(_xdist_compat, "ploop-xdist-compat")
-    if not os.environ.get("PLOOP_WORKER"):
-        config.pluginmanager.register(_durations.DurationRecorder(config), "ploop-durations")
-        if settings.shard is not None:
-            config.pluginmanager.register(_ShardSelector(settings), "ploop-shard")
-    if settings.workers <= 0 or os.environ.get("PLOOP_WORKER"):
+    # A worker never configures (it is a fork of the configured main process): a pytest
+    # configured while PLOOP_WORKER is set is one that a test ran, as a subprocess or in
+    # process, and it is a run of its own. (Checking PLOOP_WORKER here ran those serially,
+    # unsharded and unrecorded whatever their options.)
+    config.pluginmanager.register(_durations.DurationRecorder(config), "ploop-durations")
+    if settings.shard is not None:
+        config.pluginmanager.register(_ShardSelector(settings), "ploop-shard")
+    # Only a pytest.main() inside a worker's own process keeps its tests in that process.
+    if settings.workers <= 0 or _worker.in_worker():
         return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
         raise pytest.UsageError(
@@ -89,7 +97,7 @@ def _xdist_active(config: pytest.Config) -> bool:
 def ploop_worker() -> WorkerInfo:
     """This worker's id, index and the worker count (``("main", 0, 1)`` in a serial run)."""
     wid = os.environ.get("PLOOP_WORKER")
-    if not wid:
+    if not wid or not _worker.in_worker():
         return WorkerInfo("main", 0, 1)
     return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
 

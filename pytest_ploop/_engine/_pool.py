@@ -70,6 +70,10 @@ SHORT_TASK_S = 0.001
 BATCH_MIN_TASKS = 256
 BATCH_MAX_TASK_S = 50e-6
 MAX_STARTUP_DEATHS = 5
+# Phases a task's timeout covers: unpickling its arguments and pickling its result run user
+# code (``__reduce__``, ``__setstate__``) that can hang as well as the task itself can; a hang
+# there was never timed out, and the run waited for ever.
+_TIMED_PHASES = (Phase.LOADING, Phase.RUNNING, Phase.SENDING)
 _JOBS = itertools.count(1)
 _SEQS = itertools.count(1)
 
@@ -153,6 +157,10 @@ class Run:
         self._tasks_sum = 0.0
         self._startup_deaths = 0
         self._payload: bytes | None = None
+        if workers.start_method != "fork":
+            # Fail now, before any process starts, and before the run opens its wake-up pipe
+            # and selector: nothing would close them (they leaked on every such call).
+            self._function_payload()
         self._drain_deadline = 0.0
         self._next_tick = 0.0
         self._signals: list[int] = []
@@ -169,16 +177,21 @@ class Run:
         # key.data is (kind, worker or None)
         if workers.start_method == "fork":
             _worker.INHERITED[self.job] = fn
-        else:
-            self._function_payload()  # fail now, before any process starts
         workers.count = options.workers
         threads = options.threads_per_worker
         workers.threads = available_cpus() // options.workers or 1 if threads is None else threads
         for w in workers.live():
             self._watch(w)
         self._install_signals()
-        self._fill()
-        self._check_done()
+        try:
+            self._fill()
+            self._check_done()
+        except BaseException:
+            # The input (a generator that raises) or a worker's start can fail here, before
+            # the caller holds the run to finish it: without this the signal handlers stayed
+            # replaced (Ctrl-C then did nothing) and the wake-up pipe leaked.
+            self.finish()
+            raise
 
     # -- driving ------------------------------------------------------------------------
 
@@ -202,6 +215,11 @@ class Run:
                     w.channel.flush()
                 if mask & selectors.EVENT_READ:
                     for msg in w.channel.read():
+                        if not self._current(w):
+                            # An earlier message of this batch settled the worker (a function
+                            # it could not load stops the run and kills it): what it sent
+                            # after that (the chunk it skipped) belongs to no chunk in flight.
+                            break
                         self._on_message(w, msg)
                 if w.channel.closed and self._current(w):
                     w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
@@ -339,7 +357,7 @@ class Run:
                 return None
             indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
             blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
-        return InFlight(self.job, next(_SEQS), indices, blob, self._batch(len(indices)))
+        return InFlight(self.job, next(_SEQS), indices, blob, self._batch(len(indices)), args)
 
     def _batch(self, n: int) -> bool:
         """Whether a chunk of ``n`` tasks runs as a batch (see ``_worker._Loop._run_batch``)."""
@@ -452,7 +470,7 @@ class Run:
                     self.emitted.append((msg.index, w.id, pickle.loads(msg.payload)))
             case ChunkRejected():
                 chunk = w.inflight.popleft()
-                args = pickle.loads(chunk.args)
+                args = chunk.arguments
                 if len(chunk.indices) == 1:
                     exc = rebuild(msg.failure)
                     index, arg = chunk.indices[0], args[0]
@@ -484,11 +502,18 @@ class Run:
         try:
             values: list[Any] = pickle.loads(msg.values)
         except Exception as exc:
+            if n > 1:
+                # The chunk's results travel as one pickled list, so one result that cannot
+                # be unpickled here spoils the others too. Run the chunk's tasks again, one a
+                # chunk (as after a crash): then only that task fails, with its own error.
+                for index, arg in zip(chunk.indices, chunk.arguments, strict=True):
+                    self._requeue(index, arg, True)
+                return
             values = [None] * n
             failures.update({p: _result_failure(exc) for p in range(ran) if p not in failures})
         indices = chunk.indices if ran == n else chunk.indices[:ran]
         if failures or ran < n:
-            args = _unpickle_or_none(chunk.args, n)
+            args = chunk.arguments
             for pos, f in sorted(failures.items()):
                 self.outcomes.fail(
                     chunk.indices[pos],
@@ -558,7 +583,7 @@ class Run:
         if not inflight:
             return
         first, rest = inflight[0], inflight[1:]
-        args = _unpickle_or_none(first.args, len(first.indices))
+        args = first.arguments
         on_first = seq == first.seq
         if w.killed_for == "terminate":
             for index, arg in zip(first.indices, args, strict=True):
@@ -578,9 +603,7 @@ class Run:
             for index, arg in zip(first.indices, args, strict=True):
                 self._requeue(index, arg, on_first and phase != Phase.IDLE)
         for chunk in rest:
-            for index, arg in zip(
-                chunk.indices, _unpickle_or_none(chunk.args, len(chunk.indices)), strict=True
-            ):
+            for index, arg in zip(chunk.indices, chunk.arguments, strict=True):
                 self._requeue(index, arg, False)
 
     def _died_at_start(self, w: WorkerHandle, code: int | None, detail: str) -> None:
@@ -641,7 +664,7 @@ class Run:
             for w in live:
                 if (
                     w.inflight
-                    and int(w.slot[SLOT_PHASE]) == Phase.RUNNING
+                    and int(w.slot[SLOT_PHASE]) in _TIMED_PHASES
                     and now - w.slot[SLOT_START] > timeout
                 ):
                     w.timeout_stack = self.workers.signal_stack_dump(w)
@@ -770,16 +793,6 @@ def _oom_hint(rss: int) -> str:
     seen = f" Its last sampled memory (RSS) was {rss / gib:.2f} GiB" if rss else ""
     free = f"; {available / gib:.2f} GiB are available now" if available else ""
     return f"Killed by the OOM killer?{seen}{free}. The kernel log tells (dmesg).\n"
-
-
-def _unpickle_or_none(blob: bytes, n: int) -> list[Any]:
-    try:
-        args = list(pickle.loads(blob))
-        if len(args) == n:
-            return args
-    except Exception:
-        pass
-    return [None] * n
 
 
 def _result_failure(exc: Exception) -> Any:

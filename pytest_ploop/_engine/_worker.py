@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import multiprocessing
 import os
 import pickle
 import select
@@ -71,6 +72,7 @@ END: Any = None
 _SLOT: MutableSequence[float] | None = None
 _SOCK: socket.socket | None = None
 _JOB = 0  # the job whose chunk runs now
+_PID = 0  # this worker's pid: a process a task forks inherits the SIGTERM handler, not the role
 
 _PR_SET_PDEATHSIG = 1
 _CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
@@ -97,6 +99,13 @@ def set_marker(value: float) -> None:
     if _SLOT is not None:
         _SLOT[SLOT_MARKER] = value
         _SLOT[SLOT_START] = time.monotonic()
+
+
+def in_worker() -> bool:
+    """Whether this very process is a ploop worker: a process that one of its tasks started
+    inherits ``PLOOP_WORKER`` in its environment, and is not one (a pytest run as a
+    subprocess of a test is a run of its own)."""
+    return os.getpid() == _PID
 
 
 def emit(payload: Any) -> None:
@@ -128,6 +137,8 @@ def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig
 
 
 def _setup(config: WorkerConfig) -> None:
+    global _PID
+    _PID = os.getpid()
     BEFORE_EXIT.clear()  # a forked worker of a worker does not run its parent's exit hooks
     for fd in PARENT_FDS:
         with contextlib.suppress(OSError):
@@ -138,11 +149,18 @@ def _setup(config: WorkerConfig) -> None:
     # The main process decides what an interrupt means; a worker ignores Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _die_with_group)
+    os.register_at_fork(before=_sigterm_default, after_in_parent=_sigterm_ours)
     # Own process group: the main process ends a worker and every process it started with
     # one killpg(), and a terminal's Ctrl-C reaches only the main process.
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _die_with_parent(config.parent_pid)
+    # Started as a daemonic multiprocessing process, a worker could start no process at all:
+    # a test's multiprocessing.Pool, or ploop.map inside a task, failed with "daemonic
+    # processes are not allowed to have children". It still ends with the main process
+    # (the death signal above, and EOF on its socket).
+    with contextlib.suppress(Exception):
+        multiprocessing.current_process().daemon = False
     os.environ.update(config.env)
     if config.threads:
         _cap_threads(config.threads)
@@ -175,9 +193,38 @@ def _cap_threads(n: int) -> None:
 
 
 def _die_with_group(signum: int, frame: object) -> None:
+    if os.getpid() != _PID:
+        # A process a test forked (a multiprocessing.Pool worker, which Pool.terminate()
+        # ends with SIGTERM) runs this inherited handler: it must end alone, as it would
+        # have without it, not SIGKILL the worker's whole process group.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     with contextlib.suppress(OSError):
         os.killpg(os.getpgid(0), signal.SIGKILL)
     os._exit(128 + signum)
+
+
+_reset_for_fork = False
+
+
+def _sigterm_default() -> None:
+    """Before a task forks (a multiprocessing.Pool worker): the child must be born with
+    SIGTERM's default action, not the handler above. Pool.terminate() may signal it before it
+    ran a line of Python, and a signal caught then is dropped by the child's after-fork
+    reset: the child lived on and its pool waited for it forever."""
+    global _reset_for_fork
+    if os.getpid() == _PID and signal.getsignal(signal.SIGTERM) is _die_with_group:
+        with contextlib.suppress(ValueError):  # not in the main thread: leave it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _reset_for_fork = True
+
+
+def _sigterm_ours() -> None:
+    global _reset_for_fork
+    if _reset_for_fork:
+        signal.signal(signal.SIGTERM, _die_with_group)
+        _reset_for_fork = False
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -259,9 +306,16 @@ class _Loop:
         _JOB = msg.job
         slot = self.slot
         slot[SLOT_SEQ] = msg.seq
+        # The timeout counts from here: unpickling the arguments is part of the task (it runs
+        # user code, which may hang). Written before the phase, so that the main process never
+        # sees a timed phase with the previous chunk's start.
+        slot[SLOT_START] = time.monotonic()
         slot[SLOT_PHASE] = Phase.LOADING
         fn = self.functions.get(msg.job)
-        if fn is None or msg.job in self.cancelled:
+        # A Cancel sent after this chunk was queued waits behind it in the socket: look for one
+        # before starting, or every worker ran its prefetched chunk in full after the run had
+        # stopped (fail_fast, Ctrl-C), and a drain waited for tasks that never had to start.
+        if fn is None or msg.job in self.cancelled or self._cancel_requested(msg.job):
             self._skip(msg)
             return
         try:

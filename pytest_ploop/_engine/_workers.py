@@ -18,9 +18,10 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from . import _shutdown, _transport, _worker
 from ._messages import SLOT_SIZE, Stop
@@ -43,6 +44,11 @@ class InFlight:
     indices: range | tuple[int, ...]
     args: bytes
     batch: bool = False
+    # The arguments themselves, as the main process had them: to name a failed task's
+    # argument and to send a task again after a crash. Never unpickled back from ``args``:
+    # an argument's unpickling is user code that may raise, hang or kill the process (it is
+    # meant to run in the worker), and once made the main process fail with the task's error.
+    arguments: Sequence[Any] = ()
 
 
 @dataclass(eq=False)

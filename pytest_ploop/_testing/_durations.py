@@ -63,7 +63,15 @@ def load(config: pytest.Config) -> dict[str, float]:
     if cache is None:
         return {}
     data = cache.get(CACHE_KEY, {})
-    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    # The cache is only a hint: an entry that is not a finite, non-negative number (a
+    # hand-edited or foreign file) is skipped; float(None) here was an INTERNALERROR.
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    }
 
 
 def merge_files(paths: Sequence[Path]) -> dict[str, float]:

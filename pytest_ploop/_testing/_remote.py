@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from .._engine import _worker
-from ._reports import serialize_report, serialize_warning
+from ._reports import output_file, serialize_report, serialize_warning
 
 
 class _Collector:
@@ -116,7 +116,7 @@ class TestRunner:
         _silence_terminal(config)
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
-        _own_capture(config)
+        _own_capture(config, wconfig.worker_id)
         if self.basetemp is not None:
             _own_basetemp(config, self.basetemp / wconfig.worker_id)
         if self.has_serial:
@@ -134,6 +134,10 @@ class TestRunner:
         with contextlib.suppress(BaseException):  # the run is over; its reports are in
             self.session._setupstate.teardown_exact(None)
         _save_coverage()
+        for stream in ("out", "err"):  # only a crashed worker's output is read
+            with contextlib.suppress(KeyError, OSError):
+                run_dir = os.environ["PLOOP_RUN_DIR"]
+                os.unlink(output_file(run_dir, os.environ["PLOOP_WORKER"], os.getpid(), stream))
 
 
 def _silence_terminal(config: pytest.Config) -> None:
@@ -146,7 +150,7 @@ def _silence_terminal(config: pytest.Config) -> None:
         reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115
 
 
-def _own_capture(config: pytest.Config) -> None:
+def _own_capture(config: pytest.Config, worker_id: str) -> None:
     # The global capture's temporary files were opened by the main process and are shared
     # with every fork: workers reading and truncating them would take each other's output.
     # Give this worker its own, without reading the shared ones.
@@ -156,6 +160,32 @@ def _own_capture(config: pytest.Config) -> None:
     capman._global_capturing.stop_capturing()
     capman._global_capturing = None
     capman.start_global_capturing()
+    if config.getoption("capture", "fd") == "fd":
+        _capture_to_named_files(capman._global_capturing, worker_id)
+
+
+def _capture_to_named_files(capturing: Any, worker_id: str) -> None:
+    """Capture this worker's stdout and stderr (fd 1 and 2) in files of the run directory
+    rather than anonymous temporary files: if the worker dies in a test, the main process
+    reads the test's last output there for the crash report (``_reports.last_output``).
+
+    pytest truncates the files after each test phase, so they hold the running phase's
+    output. The capture keeps its file objects: their descriptors are pointed at the named
+    files (``dup2``), and so are fd 1 and 2, which the capture had pointed at the old ones.
+    """
+    run_dir = os.environ.get("PLOOP_RUN_DIR")
+    if not run_dir:
+        return
+    for stream in ("out", "err"):
+        capture: Any = getattr(capturing, stream, None)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            tmp = capture.tmpfile.fileno()
+            path = output_file(run_dir, worker_id, os.getpid(), stream)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, tmp)
+            os.close(fd)
+            if capture._state == "started":
+                os.dup2(tmp, capture.targetfd)
 
 
 def _own_basetemp(config: pytest.Config, path: Path) -> None:

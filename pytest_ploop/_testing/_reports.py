@@ -3,8 +3,11 @@ finished (their worker crashed or hung)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -74,3 +77,29 @@ def failed_report(
         stop=stop,
         user_properties=list(item.user_properties),
     )
+
+
+def output_file(run_dir: str, worker_id: str, pid: int, stream: str) -> str:
+    """Where worker ``worker_id`` (process ``pid``) captures its ``"out"`` or ``"err"``."""
+    return os.path.join(run_dir, f"output-{worker_id}-{pid}.{stream}")
+
+
+def last_output(run_dir: str, worker_id: str, live: Collection[int], limit: int = 2000) -> str:
+    """The output a dead worker of slot ``worker_id`` captured in its last test phase (the
+    end of it, ``limit`` characters a stream at most), as text for its crash report. The
+    files are removed; those of the live worker ``live`` that replaced it stay."""
+    parts = []
+    for stream, name in (("out", "stdout"), ("err", "stderr")):
+        for path in sorted(Path(run_dir).glob(f"output-{worker_id}-*.{stream}")):
+            if int(path.stem.rsplit("-", 1)[1]) in live:
+                continue
+            try:
+                text = path.read_text(errors="replace")
+                path.unlink()
+            except OSError:
+                continue
+            if text.strip():
+                if len(text) > limit:
+                    text = "...\n" + text[-limit:].split("\n", 1)[-1]
+                parts.append(f"last output on {name}:\n{text.rstrip()}")
+    return "\n\n".join(parts)

@@ -14,22 +14,31 @@ it had queued run elsewhere.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
+import tempfile
 import time
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .. import _sync
 from .._engine import _worker
 from .._engine._pool import Run, RunOptions
-from .._engine._record import RunRecord
+from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
-from .._errors import TaskTimeout, WorkerCrashed
+from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _durations
 from ._remote import TestRunner
-from ._reports import deserialize_report, deserialize_warning, failed_report
+from ._reports import deserialize_report, deserialize_warning, failed_report, last_output
 from ._settings import Settings
+
+_STEPWISE_KEY = "cache/stepwise"  # where pytest's --sw keeps the test to resume from
 
 
 def make_groups(items: list[pytest.Item], dist: str) -> list[tuple[int, ...]]:
@@ -66,6 +75,9 @@ class ParallelSession:
         self.not_run: dict[int, str] = {}
         self.crashes = 0
         self.stop_message = ""
+        self._orphans: list[tuple[int, ...]] = []  # tests a crash left unrun (see _run)
+        self._failed: set[int] = set()  # positions of the tests that had a failed report
+        _check_given_run_dir()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -91,20 +103,60 @@ class ParallelSession:
             xdist_compat=True,  # --ploop-workers refuses to run together with -n
             testrun_uid=self.testrun_uid,
         )
+        runner.has_serial = any(is_serial(item) for item in items)
+        self._items, self._done = items, set[int]()
+        with _one_run_dir():
+            run = self._round(session, runner, groups, self._order(session, groups))
+            record = self.record = run.record
+            # A worker that died in the middle of a group (--ploop-dist=scope or file, a
+            # ploop_group) took the group's later tests with it: run them in another round,
+            # in fresh workers, as a crashed worker's queued tests are in load mode (never the
+            # test that crashed). Each round blames one more test, so this ends; so does a stop.
+            offset = len(groups)
+            while self._orphans and not (
+                run.stop_reason or session.shouldfail or session.shouldstop
+            ):
+                groups, self._orphans = self._orphans, []
+                for group in groups:
+                    for i in group:
+                        self.not_run.pop(i, None)
+                run = self._round(session, runner, groups, None)
+                _merge_record(record, run.record, offset)
+                offset += len(groups)
+        # Tests the engine never took from its input (the run stopped first) have no outcome
+        # there: count them as not run too, so that the summary's number is every test that
+        # got no report (it counted only those already handed to a worker).
+        for i in range(len(items)):
+            if i not in self._done:
+                self.not_run.setdefault(i, run.stop_reason or "the run ended early")
+        if run.fatal is not None:  # e.g. workers that die as they start: fail, never exit 0
+            session.shouldfail = str(run.fatal)
+        if run.interrupted == signal.SIGTERM:
+            signal.raise_signal(signal.SIGTERM)
+        if run.interrupted is not None:
+            raise KeyboardInterrupt
+
+    def _round(
+        self,
+        session: pytest.Session,
+        runner: TestRunner,
+        groups: list[tuple[int, ...]],
+        order: list[int] | None,
+    ) -> Run:
+        """Run ``groups`` in freshly forked workers (they inherit ``runner.groups``)."""
+        runner.groups = self._groups = groups
         workers = Workers("fork")
         options = RunOptions(
             workers=min(self.settings.workers, len(groups)),
             timeout=self.settings.timeout,
             grace=self.settings.grace,
             chunksize=1,
-            order=self._order(session, groups),
+            order=order,
             max_tasks_per_worker=self.settings.max_tasks_per_worker,
             max_worker_rss=self.settings.max_worker_rss,
             threads_per_worker=self.settings.threads_per_worker,
         )
-        runner.has_serial = any(is_serial(item) for item in items)
         _worker.AFTER_FORK.append(runner.after_fork)
-        self._groups, self._items, self._done = groups, items, set[int]()
         run = None
         try:
             run = Run(workers, runner, range(len(groups)), options)
@@ -113,12 +165,8 @@ class ParallelSession:
             _worker.AFTER_FORK.remove(runner.after_fork)
             if run is not None:
                 run.finish()
-                self.record = run.record
             workers.close()
-        if run.interrupted == signal.SIGTERM:
-            signal.raise_signal(signal.SIGTERM)
-        if run.interrupted is not None:
-            raise KeyboardInterrupt
+        return run
 
     def _order(self, session: pytest.Session, groups: list[tuple[int, ...]]) -> list[int] | None:
         """The order of dispatch: a plugin's, longest-first, or collection order."""
@@ -134,7 +182,15 @@ class ParallelSession:
                     "pytest_ploop_make_scheduler must return each group's position exactly once"
                 )
         else:
-            schedule = self.settings.schedule or ("lpt" if durations else "fifo")
+            # --ff and --nf asked for an order (failures, or new files, first), and --sw
+            # must meet the first failure in collection order (it skips what comes before
+            # that failure next time): keep the order rather than hand out the longest
+            # tests first, unless --ploop-schedule says so.
+            asked = any(
+                self.config.getoption(name, False)
+                for name in ("failedfirst", "newfirst", "stepwise")
+            )
+            schedule = self.settings.schedule or ("lpt" if durations and not asked else "fifo")
             lpt = schedule == "lpt"
             order = _durations.longest_first(costs) if lpt else list(range(len(groups)))
         # Serial tests go last: they wait for every other test to finish (see TestRunner),
@@ -176,14 +232,18 @@ class ParallelSession:
             _task, _wid, (index, reports, warns) = run.emitted.popleft()
             if index in self._done:  # never report a test twice
                 continue
-            self._replay(self._items[index], reports, warns)
+            self._replay(index, reports, warns)
             self._done.add(index)
 
-    def _replay(self, item: pytest.Item, reports: list[dict[str, Any]], warns: list[Any]) -> None:
+    def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
+        item = self._items[index]
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         for data in reports:
-            ihook.pytest_runtest_logreport(report=deserialize_report(self.config, data))
+            report = deserialize_report(self.config, data)
+            if report.failed:
+                self._failed.add(index)
+            ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         for data in warns:
             self.config.hook.pytest_warning_recorded.call_historic(
@@ -203,8 +263,11 @@ class ParallelSession:
             group = self._groups[task]
             pending = [i for i in group if i not in self._done]
             if failure.kind == "not_run":
+                # The reason alone: the exception's text names the engine's task number,
+                # which made one summary entry per test instead of one per reason.
+                reason = getattr(failure.exception, "reason", None) or str(failure.exception)
                 for i in pending:
-                    self.not_run[i] = failure.exception.args[0] if failure.exception.args else ""
+                    self.not_run[i] = reason
                 continue
             exc = failure.exception
             marker = getattr(exc, "marker", None) or 0
@@ -214,18 +277,56 @@ class ParallelSession:
             if isinstance(exc, WorkerCrashed | TaskTimeout):
                 self.crashes += 1
                 text = _crash_text(exc, failure.worker)
+                live = {w.pid for w in run.workers.live()}
+                output = last_output(os.environ[_sync.ENV], failure.worker, live)
+                text += f"\n\n{output}" if output else ""
             else:  # an error of the runner itself, not of a test
                 text = f"ploop: internal error while running this test:\n{failure.traceback}"
             item = self._items[blamed]
             now = time.time()
             ihook = item.ihook
             ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-            ihook.pytest_runtest_logreport(report=failed_report(item, text, now, now))
+            # Its real time, not 0 s: the durations cache would hand a test that timed
+            # out last on the next run, when it is the longest of all.
+            start = now - _ran_for(run.record, task)
+            ihook.pytest_runtest_logreport(report=failed_report(item, text, start, now))
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             self._done.add(blamed)
-            for i in pending:
-                if i != blamed and i not in self._done:
-                    self.not_run[i] = f"its worker died while running {item.nodeid}"
+            self._failed.add(blamed)
+            rest = tuple(i for i in pending if i != blamed and i not in self._done)
+            for i in rest:  # until a later round runs them (see _run)
+                self.not_run[i] = f"its worker died while running {item.nodeid}"
+            if rest:
+                self._orphans.append(rest)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """``--sw``: stepwise remembers the last failure it saw, and the next run skips every
+        test before it as passed. Failures arrive here as they finish, not in collection
+        order, so that could skip a test that failed, or that the stop kept from running:
+        remember the first test in collection order that did not pass instead (after
+        stepwise saved its own; through the cache, whose value is a node id in pytest 8 and
+        a dict in pytest 9)."""
+        cache = getattr(self.config, "cache", None)
+        stepwise = self.config.getoption("stepwise", False)
+        if cache is None or not stepwise or self.config.getoption("stepwise_skip", False):
+            return
+        items = getattr(self, "_items", [])
+        first = next(
+            (
+                item.nodeid
+                for i, item in enumerate(items)
+                if i in self._failed or i not in self._done
+            ),
+            None,
+        )
+        value = cache.get(_STEPWISE_KEY, None)
+        last = value.get("last_failed") if isinstance(value, dict) else value
+        if not self._failed or first is None or not last or last == first:
+            return
+        cache.set(
+            _STEPWISE_KEY, {**value, "last_failed": first} if isinstance(value, dict) else first
+        )
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> Any:
@@ -248,6 +349,63 @@ class ParallelSession:
         if self.not_run:
             reasons = sorted(set(self.not_run.values()))
             tr.write_line(f"ploop: {len(self.not_run)} tests not run ({'; '.join(reasons)})")
+
+
+@contextlib.contextmanager
+def _one_run_dir() -> Iterator[None]:
+    """One run directory (locks, run-once values) for every round of the run: without one
+    given in ``PLOOP_RUN_DIR``, the engine makes one per set of workers, so a second round
+    would not see the first one's values."""
+    if os.environ.get(_sync.ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="ploop-run-")
+    os.environ[_sync.ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(_sync.ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _merge_record(into: RunRecord, more: RunRecord, offset: int) -> None:
+    """Fold a later round's record into the first one's: one record, one summary for the
+    run. The later round's task numbers start at ``offset``, so that none is counted twice."""
+    for row in more.tasks:
+        failed = None if row.outcome == "passed" else {0: row.outcome}
+        ends = array("d", (row.end,))
+        into.tasks.add((row.index + offset,), row.worker, row.start, ends, (row.cpu_s,), failed)
+    into.ended = more.ended
+    into.counts.update(more.counts)
+    into.samples.extend(more.samples)
+    for wid, info in more.worker_info.items():
+        mine = into.worker_info.setdefault(wid, WorkerInfo(wid))
+        mine.pids += info.pids
+        mine.restarts += info.restarts
+        mine.tasks += info.tasks
+        mine.busy_s += info.busy_s
+
+
+def _ran_for(record: RunRecord, task: int) -> float:
+    """Seconds the engine saw ``task`` run before its worker died or was killed."""
+    tasks = record.tasks
+    for i in range(len(tasks) - 1, -1, -1):
+        if tasks.index[i] == task:
+            return max(0.0, tasks.end[i] - tasks.start[i])
+    return 0.0
+
+
+def _check_given_run_dir() -> None:
+    """A ``PLOOP_RUN_DIR`` given from outside holds the workers' locks (the serial tests'
+    too) and run-once values, which are unpickled from there: refuse it before any worker
+    writes in it unless it is private to this user, rather than fail only the tests that
+    take a lock."""
+    given = os.environ.get(_sync.ENV)
+    if given:
+        try:
+            _sync.check_private(Path(given))
+        except PloopError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def _crash_text(exc: WorkerCrashed | TaskTimeout, worker: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ MAX_RSS_HELP = (
 )
 THREADS_HELP = (
     "threads each worker's numeric libraries (OpenMP, OpenBLAS, MKL) may use; default: the "
-    "CPUs divided by the workers"
+    "CPUs divided by the workers; 0 leaves them alone"
 )
 DISTS = ("load", "scope", "file")
 SCHEDULES = ("lpt", "fifo")
@@ -97,7 +98,7 @@ def _number(config: pytest.Config, name: str, minimum: float) -> float | None:
         value = float(raw)
     except ValueError:
         value = minimum - 1
-    if value < minimum:
+    if not math.isfinite(value) or value < minimum:  # nan and inf crashed int() below
         flag = "--" + name.replace("_", "-")
         raise pytest.UsageError(f"{flag}={raw!r} must be a number of at least {minimum:g}")
     return value
@@ -110,9 +111,13 @@ def read_settings(config: pytest.Config) -> Settings:
     if raw is not None and raw.strip() != "0":
         try:
             workers = resolve_workers(raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError):
+            # Our own words, not the loop API's: its advice ("workers=1 to run in this
+            # process") is wrong here, where 1 is one worker and 0 runs in this process.
             raise pytest.UsageError(
-                f"--ploop-workers={raw!r}: {exc}. Pass a whole number (0 to run serially) or 'auto'"
+                f"--ploop-workers={raw!r}: pass a whole number of worker processes such as "
+                "--ploop-workers=4, 'auto' for one per CPU available, or 0 to run the tests "
+                "in this process"
             ) from None
     timeout = _number(config, "ploop_timeout", 0)
     if timeout == 0:
@@ -129,7 +134,7 @@ def read_settings(config: pytest.Config) -> Settings:
         )
     shard_text = _raw(config, "ploop_shard")
     max_tasks = _number(config, "ploop_max_tasks_per_worker", 1)
-    threads = _number(config, "ploop_threads_per_worker", 1)
+    threads = _number(config, "ploop_threads_per_worker", 0)  # 0: no cap (RunOptions)
     rss_text = _raw(config, "ploop_max_worker_rss")
     max_rss = parse_size(rss_text) if rss_text else None
     if max_rss is not None and raw is not None and raw.strip().lower() == "auto":
@@ -158,6 +163,6 @@ def parse_size(text: str) -> int:
         value = float(cleaned[: len(cleaned) - len(unit)]) * _UNITS[unit]
     except ValueError:
         value = 0
-    if value <= 0:
+    if not (math.isfinite(value) and value > 0):  # "nan", "inf": int() would crash
         raise pytest.UsageError(f"--ploop-max-worker-rss={text!r}: give a size such as 500M or 2G")
     return int(value)

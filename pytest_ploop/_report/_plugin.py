@@ -1,0 +1,257 @@
+"""Reports of a ``--ploop-workers`` run: ``--ploop-report``, ``--ploop-compare``,
+``--ploop-fail-on-regression``, the ``ploop`` terminal section and the CI job summary.
+
+The run record comes from the main process's session plugin (registered as
+``"ploop-session"``) once the tests ran; task ``i`` is the group of tests ``task_groups[i]``
+of that plugin (or, failing that, :func:`make_groups` of the session's items). Without a
+record (a serial run, a worker process, ``--collect-only``) this plugin does nothing.
+
+    pytest_configure      check the options; read OLD.json (a missing one is only a note)
+    pytest_sessionfinish  compare, write the reports, append $GITHUB_STEP_SUMMARY, and turn
+                          the exit code to 1 on a regression beyond the threshold
+    pytest_terminal_summary  the ``ploop`` section (one line; details with -v)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .._engine import _worker
+from .._engine._record import RunRecord
+from .._errors import PloopError
+from . import format_of, read, write_reports
+from ._compare import Comparison, compare
+from ._markdown import render_markdown
+from ._run import RunReport
+from ._terminal import terminal_lines
+
+SESSION_PLUGIN = "ploop-session"
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+REPORT_HELP = (
+    "write the run's report to PATH after a --ploop-workers run, in the format its "
+    "extension names: .json (the run record), .md (a Markdown summary), .html (a "
+    "self-contained page with the worker timeline). Repeatable."
+)
+COMPARE_HELP = (
+    "compare the run with an earlier one saved by --ploop-report=OLD.json: wall time, "
+    "speedup and the tests whose time changed most, in the summary and the reports"
+)
+FAIL_HELP = (
+    "with --ploop-compare: fail the run (exit code 1) when its wall time grew, or its "
+    "speedup fell, by more than PCT percent"
+)
+
+
+@dataclass
+class _State:
+    paths: list[str]
+    compare_path: str | None
+    threshold: float | None
+    old: RunReport | None = None
+    note: str = ""
+    report: RunReport | None = None
+    comparison: Comparison | None = None
+    written: list[Path] = field(default_factory=list)
+    tests: dict[str, str] = field(default_factory=dict)  # node id -> pytest's outcome
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ploop", "parallel runs (pytest-ploop)")
+    group.addoption(
+        "--ploop-report", dest="ploop_report", action="append", default=[], metavar="PATH",
+        help=REPORT_HELP,
+    )  # fmt: skip
+    group.addoption(
+        "--ploop-compare", dest="ploop_compare", default=None, metavar="OLD.json",
+        help=COMPARE_HELP,
+    )  # fmt: skip
+    group.addoption(
+        "--ploop-fail-on-regression", dest="ploop_fail_on_regression", default=None,
+        metavar="PCT", help=FAIL_HELP,
+    )  # fmt: skip
+    parser.addini("ploop_report", REPORT_HELP, type="linelist", default=[])
+    parser.addini("ploop_compare", COMPARE_HELP, default=None)
+    parser.addini("ploop_fail_on_regression", FAIL_HELP, default=None)
+
+
+def _setting(config: pytest.Config, name: str) -> Any:
+    """The command line's value, else the ini file's."""
+    value = config.getoption(name)
+    return value if value not in (None, []) else config.getini(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    paths = [str(p) for p in _setting(config, "ploop_report") or []]
+    for p in paths:
+        try:
+            format_of(p)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--ploop-report: {exc}") from None
+    compare_path = _setting(config, "ploop_compare") or None
+    threshold = _threshold(_setting(config, "ploop_fail_on_regression"))
+    if threshold is not None and compare_path is None:
+        raise pytest.UsageError("--ploop-fail-on-regression needs --ploop-compare=OLD.json")
+    state = config.stash[_STATE] = _State(paths, compare_path, threshold)
+    if not _worker.in_worker():
+        config.pluginmanager.register(_OutcomeRecorder(state.tests), "ploop-report-outcomes")
+    if compare_path is not None:
+        if Path(compare_path).exists():
+            try:
+                state.old = read(compare_path)
+            except PloopError as exc:
+                raise pytest.UsageError(f"--ploop-compare: {exc}") from None
+        else:
+            state.note = f"ploop: no earlier run at {compare_path} to compare with"
+
+
+def _threshold(value: object) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        pct = float(str(value).rstrip("%"))
+    except ValueError:
+        pct = -1.0
+    if not pct >= 0:
+        raise pytest.UsageError(
+            f"--ploop-fail-on-regression takes a percentage >= 0 (such as 10), not {value!r}"
+        )
+    return pct
+
+
+def _record(config: pytest.Config) -> RunRecord | None:
+    if _worker.in_worker():
+        return None
+    session_plugin = config.pluginmanager.get_plugin(SESSION_PLUGIN)
+    record: RunRecord | None = getattr(session_plugin, "record", None)
+    return record
+
+
+def group_label(nodeids: Sequence[str]) -> str:
+    """A task's name: its test's node id, or what a group's tests share and how many."""
+    if len(nodeids) == 1:
+        return nodeids[0]
+    split = [n.split("::") for n in nodeids]
+    shared: list[str] = []
+    for parts in zip(*split, strict=False):
+        if any(p != parts[0] for p in parts):
+            break
+        shared.append(parts[0])
+    scope = "::".join(shared) or nodeids[0] + " ..."
+    return f"{scope} ({len(nodeids)} tests)"
+
+
+def _task_groups(session: pytest.Session) -> list[tuple[int, ...]]:
+    """The positions in ``session.items`` of each task's tests."""
+    session_plugin = session.config.pluginmanager.get_plugin(SESSION_PLUGIN)
+    groups: list[tuple[int, ...]] | None = getattr(session_plugin, "task_groups", None)
+    if groups is None:
+        from .._testing._session import make_groups
+
+        dist = getattr(getattr(session_plugin, "settings", None), "dist", "load")
+        groups = make_groups(session.items, dist)
+    return groups
+
+
+def task_labels(session: pytest.Session) -> dict[int, str]:
+    """Task index -> label for the session plugin's run."""
+    items = session.items
+    return {
+        t: group_label([items[i].nodeid for i in g]) for t, g in enumerate(_task_groups(session))
+    }
+
+
+# How bad each outcome of a test is: a task (a group of tests) shows its worst.
+_RANK = {"skipped": 0, "xfailed": 1, "passed": 2, "failed": 3, "error": 4}
+
+
+def test_outcome(report: pytest.TestReport) -> str | None:
+    """What ``report`` says of its test: ``passed``, ``failed``, ``error`` (in set-up or
+    tear-down), ``skipped`` or ``xfailed``; ``None`` for a set-up or tear-down that passed."""
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if report.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "failed" if report.failed else "passed"
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return None
+
+
+class _OutcomeRecorder:
+    """Each test's outcome, from the reports the main process replays as workers send them."""
+
+    def __init__(self, tests: dict[str, str]) -> None:
+        self.tests = tests
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = test_outcome(report)
+        if outcome is None:
+            return
+        old = self.tests.get(report.nodeid)
+        if old is None or _RANK[outcome] > _RANK[old]:
+            self.tests[report.nodeid] = outcome
+
+
+def task_outcomes(session: pytest.Session, tests: dict[str, str]) -> dict[int, str]:
+    """Task index -> the worst outcome of its tests (for the tasks that have any)."""
+    items = session.items
+    out = {}
+    for t, group in enumerate(_task_groups(session)):
+        seen = [tests[items[i].nodeid] for i in group if items[i].nodeid in tests]
+        if seen:
+            out[t] = max(seen, key=_RANK.__getitem__)
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config.stash.get(_STATE, None)
+    record = _record(config)
+    if state is None or record is None:
+        return
+    report = state.report = RunReport(
+        record, task_labels(session), kind="pytest", outcomes=task_outcomes(session, state.tests)
+    )
+    if state.old is not None:
+        state.comparison = compare(state.old, report, state.threshold)
+    state.written = write_reports(report, state.paths, comparison=state.comparison)
+    summary = os.environ.get(STEP_SUMMARY_ENV)
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(render_markdown(report, state.comparison) + "\n")
+    if state.comparison is not None and state.comparison.regressed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Any:
+    # Written after the other sections and the short test summary, as the main process's
+    # session plugin writes its own ploop lines (tests not run) after this, last of all.
+    result = yield
+    state = config.stash.get(_STATE, None)
+    if state is None or state.report is None:
+        return result
+    tr = terminalreporter
+    tr.write_sep("-", "ploop")
+    verbosity = int(config.getoption("verbose") or 0)
+    for line in terminal_lines(state.report, verbosity, state.comparison):
+        tr.write_line(line)
+    if state.note:
+        tr.write_line(state.note)
+    for path in state.written:
+        tr.write_line(f"ploop: wrote {path}")
+    c = state.comparison
+    if c is not None and c.regressed:
+        tr.write_line(f"ploop: FAILED: a regression beyond {c.threshold_pct:g}%", red=True)
+    return result

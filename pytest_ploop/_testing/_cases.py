@@ -1,0 +1,501 @@
+"""``parametrize_parallel`` in pytest: one item whose body runs once per case in workers.
+
+    item's process (fixtures set up)            forked workers (inherit item, fixtures, cases)
+    run_item ── case indices ─────────────────> _ItemTask(index): own stdout/stderr files,
+       │                                          own tmp_path sub-directory, the body,
+       │                                          pytest's own repr_failure on an error
+       │<──── CaseResult (or CaseFailed) ─────────┘ (a crash or a timeout: the engine says)
+    one report: "7 of 500 cases failed", then each such case; timings to user_properties,
+    the report's ``ploop_cases`` and the pytest cache (longest first next time)
+
+``--ploop-case=ID`` instead runs the named cases one by one in the item's own process and lets
+a failure propagate as pytest's own, so ``--pdb`` stops in the case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .. import _fanout
+from .._case_spec import Case, XFail, skip_reason, xfail_of
+from .._engine._inline import InlineRun
+from .._engine._outcomes import add_note
+from .._engine._pool import Run
+from .._errors import TaskFailure
+from .._parametrize import Spec
+from ._cases_report import (
+    FAILING,
+    ORDER,
+    CaseResult,
+    cases,
+    crash_text,
+    failure_report,
+    read_output,
+)
+
+SELECTED_KEY = pytest.StashKey[tuple[int, ...]]()
+SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
+CACHE_PREFIX = "ploop/cases/"
+
+__all__ = ["SELECTED_KEY", "SUMMARY_KEY", "CaseFailed", "run_item"]
+
+
+class CaseFailed(Exception):
+    """Raised by a worker for a failing case so that the engine counts it (``fail_fast``);
+    it carries the case's :class:`CaseResult` back."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(f"case {result.index} failed")
+        self.result = result
+
+    def __reduce__(self) -> Any:
+        return (CaseFailed, (self.result,))
+
+
+@dataclass
+class _Call:
+    """What every case gets: the item's fixture values, and where its tmp_path lives."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    tmp_base: Path | None
+    dirs: dict[int, str] = field(default_factory=dict)
+
+    def for_case(self, case: Case) -> dict[str, Any]:
+        kwargs = dict(self.kwargs, **case.params)
+        if self.tmp_base is not None:
+            path = self.tmp_base / self.dirs[case.index]
+            path.mkdir(exist_ok=True)
+            if "tmp_path" in kwargs:
+                kwargs["tmp_path"] = path
+            if "tmpdir" in kwargs:
+                kwargs["tmpdir"] = type(kwargs["tmpdir"])(str(path))
+        return kwargs
+
+
+# -- in the worker -------------------------------------------------------------------------
+
+
+class _Capture:
+    """A case's stdout and stderr, at the file-descriptor level, in files of its own: a
+    crashed case's output is still there for the item's process to read."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._pid = 0
+
+    def paths(self, index: int) -> tuple[str, str]:
+        base = os.path.join(self.directory, str(index))
+        return base + ".out", base + ".err"
+
+    def start(self, index: int) -> None:
+        if self._pid != os.getpid():  # first case in this worker: own Python-level streams
+            self._pid = os.getpid()
+            sys.stdout = _text_stream(1)
+            sys.stderr = _text_stream(2)
+        for fd, path in zip((1, 2), self.paths(index), strict=True):
+            new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(new, fd)
+            os.close(new)
+
+    def stop(self, index: int, keep: bool) -> tuple[str, str]:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        out = tuple(read_output(p) if keep else "" for p in self.paths(index))
+        for path in self.paths(index):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return out[0], out[1]
+
+
+def _text_stream(fd: int) -> Any:
+    # The process's own stream until it ends.
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+class _ItemTask:
+    """The engine task: ``task(case_index)`` runs one case in a worker."""
+
+    def __init__(
+        self,
+        item: pytest.Function,
+        spec: Spec,
+        call: _Call,
+        xfails: dict[int, XFail | None],
+        capture: _Capture | None,
+    ) -> None:
+        self.item, self.spec, self.call = item, spec, call
+        self.xfails, self.capture = xfails, capture
+
+    def __call__(self, index: int) -> CaseResult:
+        case = self.spec.cases[index]
+        if self.capture is not None:
+            self.capture.start(index)
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:  # keeps the item's filters
+            outcome, text = self._run(case)
+        seconds = time.perf_counter() - start
+        out, err = ("", "")
+        if self.capture is not None:
+            out, err = self.capture.stop(index, keep=outcome in FAILING)
+        seen = tuple(_warning(w) for w in caught)
+        result = CaseResult(index, outcome, text, out, err, seconds, warnings=seen)
+        if outcome in FAILING:
+            raise CaseFailed(result)
+        return result
+
+    def _run(self, case: Case) -> tuple[str, str]:
+        xfail = self.xfails.get(case.index)
+        try:
+            self.spec.fn(*self.call.args, **self.call.for_case(case))
+        except pytest.skip.Exception as exc:
+            return "skipped", exc.msg or ""
+        except pytest.xfail.Exception as exc:
+            return "xfailed", exc.msg or ""
+        except BaseException as exc:
+            if xfail is not None and xfail.expects(exc):
+                return "xfailed", xfail.reason
+            return "failed", self._longrepr(exc)
+        if xfail is not None:
+            if xfail.strict:
+                return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip()
+            return "xpassed", xfail.reason
+        return "passed", ""
+
+    def _longrepr(self, exc: BaseException) -> str:
+        """The failure as pytest shows a test's: its frames of the test only, assertions
+        explained (the module was rewritten), ``--tb`` and ``-l`` honoured."""
+        try:
+            return str(self.item.repr_failure(pytest.ExceptionInfo.from_exception(exc)))
+        except Exception:  # a repr that fails must not lose the failure
+            import traceback
+
+            return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _warning(message: warnings.WarningMessage) -> tuple[Any, str, str, int]:
+    category: Any = message.category
+    try:
+        pickle.loads(pickle.dumps(category))
+    except Exception:
+        category = None
+    return (category, str(message.message), message.filename, message.lineno)
+
+
+# -- in the item's process -----------------------------------------------------------------
+
+
+def run_item(item: pytest.Function, spec: Spec) -> None:
+    """Run the cases of the decorated test ``item`` (its fixtures are set up); fail it with
+    one report if any case did not pass."""
+    __tracebackhide__ = True
+    call = _call_of(item, spec)
+    namespace = _namespace(item, spec)
+    strict = _strict_xfail(item.config)
+    selected = item.stash.get(SELECTED_KEY, None)
+    if selected is not None:
+        _run_serial(item, spec, [spec.cases[i] for i in selected], call, namespace, strict)
+        return
+    results: dict[int, CaseResult] = {}
+    xfails: dict[int, XFail | None] = {}
+    runnable: list[int] = []
+    for case in spec.cases:
+        reason = skip_reason(case, namespace)
+        xfail = xfail_of(case, namespace, strict)
+        if reason is not None:
+            results[case.index] = CaseResult(case.index, "skipped", reason)
+        elif xfail is not None and not xfail.run:
+            results[case.index] = CaseResult(case.index, "xfailed", f"[NOTRUN] {xfail.reason}")
+        else:
+            runnable.append(case.index)
+            xfails[case.index] = xfail
+    # Without fork (no platform ploop supports) the cases run here, under pytest's capture.
+    capturing = item.config.getoption("capture", "fd") != "no" and hasattr(os, "fork")
+    directory = tempfile.mkdtemp(prefix="ploop-cases-") if capturing else None
+    task = _ItemTask(item, spec, call, xfails, _Capture(directory) if directory else None)
+    try:
+        with _watchdog_paused(item.config):
+            task_run = _fanout.run(task, runnable, _plan(item, spec, runnable))
+        results.update(_collect(task_run, runnable, directory))
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+    _fanout.reraise_interrupt(task_run)
+    summary = _summary(spec, results, task_run)
+    _record(item, spec, results, summary)
+    _warn_again(results)
+    _conclude(item, spec, results)
+
+
+@contextlib.contextmanager
+def _watchdog_paused(config: pytest.Config) -> Iterator[None]:
+    """Pause pytest's ``faulthandler_timeout`` watchdog while the workers run.
+
+    The watchdog is a thread, alive during each test; forking next to it makes Python 3.12+
+    warn that the process is multi-threaded. The cases have their own ``timeout``. It is
+    armed again for the rest of the test (its teardown), on pytest's own stream when it can
+    be found (a private name of pytest's: there is no public one).
+    """
+    try:
+        timeout = float(config.getini("faulthandler_timeout") or 0)
+    except (ValueError, TypeError):  # the faulthandler plugin is disabled
+        timeout = 0.0
+    if timeout <= 0:
+        yield
+        return
+    faulthandler.cancel_dump_traceback_later()
+    try:
+        yield
+    finally:
+        fd: int | None = None
+        with contextlib.suppress(ImportError, KeyError):
+            from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+            fd = config.stash[fault_handler_stderr_fd_key]
+        if fd is not None:
+            faulthandler.dump_traceback_later(timeout, file=fd)
+
+
+def _call_of(item: pytest.Function, spec: Spec) -> _Call:
+    bound = getattr(item.obj, "__self__", None)
+    names = [n for n in spec.signature.parameters if n in item.funcargs]
+    kwargs = {n: item.funcargs[n] for n in names}
+    base: Path | None = None
+    if "tmp_path" in kwargs:
+        base = Path(str(kwargs["tmp_path"]))
+    elif "tmpdir" in kwargs:
+        base = Path(str(kwargs["tmpdir"]))
+    return _Call((bound,) if bound is not None else (), kwargs, base, _case_dirs(spec.cases))
+
+
+def _case_dirs(cases: Sequence[Case]) -> dict[int, str]:
+    """A directory name per case, from its id (no dots: an id ``..`` stays inside)."""
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for case in cases:
+        name = re.sub(r"[^\w=-]", "_", case.id)[:40] or f"case{case.index}"
+        if name in used:
+            name = f"{name}-{case.index}"
+        used.add(name)
+        names[case.index] = name
+    return names
+
+
+def _namespace(item: pytest.Function, spec: Spec) -> dict[str, Any]:
+    """What a string condition of ``skipif``/``xfail`` sees, as in pytest."""
+    namespace: dict[str, Any] = {"config": item.config}
+    for extra in reversed(item.ihook.pytest_markeval_namespace(config=item.config)):
+        namespace.update(extra)
+    namespace.update(getattr(spec.fn, "__globals__", {}))
+    return namespace
+
+
+def _strict_xfail(config: pytest.Config) -> bool:
+    for name in ("strict_xfail", "xfail_strict", "strict"):
+        with contextlib.suppress(ValueError):
+            value = config.getini(name)
+            if value is not None:
+                return bool(value)
+    return False
+
+
+def _plan(item: pytest.Function, spec: Spec, runnable: list[int]) -> _fanout.Plan:
+    durations = _load_durations(item)
+    order = None
+    if spec.schedule in (None, "lpt") and durations and len(runnable) > 1:
+        known = sorted(durations.values())
+        default = known[len(known) // 2]
+        costs = [durations.get(spec.cases[i].id, default) for i in runnable]
+        order = sorted(range(len(runnable)), key=lambda p: -costs[p])
+    schedule = spec.schedule if spec.schedule not in (None, "lpt") else "dynamic"
+    return _fanout.Plan(spec.workers, spec.timeout, spec.fail_fast, schedule or "dynamic", order)
+
+
+def _cache_key(item: pytest.Item) -> str:
+    return CACHE_PREFIX + hashlib.sha1(item.nodeid.encode()).hexdigest()[:20]
+
+
+def _load_durations(item: pytest.Item) -> dict[str, float]:
+    cache = getattr(item.config, "cache", None)
+    if cache is None:
+        return {}
+    data = cache.get(_cache_key(item), {})
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def _collect(
+    task_run: Run | InlineRun, runnable: list[int], directory: str | None
+) -> dict[int, CaseResult]:
+    """Each run case's result, with the time and the worker the engine recorded."""
+    results: dict[int, CaseResult] = {}
+    for batch in task_run.outcomes.ready:
+        for pos, (i, value) in enumerate(zip(batch.indices, batch.values, strict=True)):
+            if pos not in batch.failed:
+                results[runnable[i]] = value
+    for i, failure in task_run.outcomes.failures.items():
+        results[runnable[i]] = _from_failure(runnable[i], failure, directory)
+    for row in task_run.record.tasks:
+        index = runnable[row.index]
+        if index in results:
+            results[index] = replace(results[index], seconds=row.wall_s, worker=row.worker)
+    return results
+
+
+def _from_failure(index: int, failure: TaskFailure, directory: str | None) -> CaseResult:
+    exc = failure.exception
+    if isinstance(exc, CaseFailed):
+        return exc.result
+    if failure.kind == "not_run":
+        reason = str(getattr(exc, "reason", exc)).replace("task", "case")
+        return CaseResult(index, "not_run", reason)
+    out = err = ""
+    if directory is not None:
+        out, err = (read_output(p) for p in _Capture(directory).paths(index))
+    if failure.kind in ("crashed", "timed_out"):
+        return CaseResult(index, failure.kind, crash_text(exc, failure.worker), out, err)
+    # The case ran but its result could not come back (pickling): the engine's traceback.
+    return CaseResult(index, "failed", failure.traceback, out, err)
+
+
+def _summary(
+    spec: Spec, results: dict[int, CaseResult], task_run: Run | InlineRun
+) -> dict[str, Any]:
+    """The cases' timings: what ``report.ploop_cases`` holds and junitxml's properties say."""
+    record = task_run.record
+    ran = [r for r in results.values() if r.seconds > 0]
+    serial = sum(r.seconds for r in ran)
+    wall = record.wall_s if ran else 0.0
+    counts = Counter(r.outcome for r in results.values())
+    return {
+        "cases": len(spec.cases),
+        "workers": record.workers if ran else 0,
+        "wall_s": round(wall, 6),
+        "serial_s": round(serial, 6),
+        "speedup": round(serial / wall, 3) if wall > 0 else None,
+        "counts": {k: counts[k] for k in ORDER if counts[k]},
+        "per_case": [
+            {
+                "id": spec.cases[i].id,
+                "outcome": results[i].outcome,
+                "seconds": round(results[i].seconds, 6),
+                "worker": results[i].worker,
+            }
+            for i in sorted(results)
+        ],
+    }
+
+
+def _record(
+    item: pytest.Function, spec: Spec, results: dict[int, CaseResult], summary: dict[str, Any]
+) -> None:
+    """Timings to the report (the plugin attaches ``ploop_cases``), to ``user_properties``
+    (junitxml writes them) and to the pytest cache (longest first in the next run)."""
+    item.stash[SUMMARY_KEY] = summary
+    head = {k: v for k, v in summary.items() if k != "per_case"}
+    item.user_properties.append(("ploop_cases", json.dumps(head)))
+    for case in summary["per_case"]:
+        data = {"outcome": case["outcome"], "seconds": case["seconds"], "worker": case["worker"]}
+        item.user_properties.append((f"ploop_case[{case['id']}]", json.dumps(data)))
+    cache = getattr(item.config, "cache", None)
+    if cache is not None:
+        known = _load_durations(item)
+        known.update({c["id"]: c["seconds"] for c in summary["per_case"] if c["seconds"] > 0})
+        cache.set(_cache_key(item), known)
+
+
+def _warn_again(results: dict[int, CaseResult]) -> None:
+    """Warnings the cases raised, once each, in the item's process: pytest records them for
+    the item and shows them in its warnings summary."""
+    seen = {w for r in results.values() for w in r.warnings}
+    for category, message, filename, lineno in sorted(seen, key=lambda w: (w[2], w[3], w[1])):
+        category = category if isinstance(category, type) else UserWarning
+        with contextlib.suppress(Exception):
+            warnings.warn_explicit(category(message), category, filename, lineno)
+
+
+def _conclude(item: pytest.Function, spec: Spec, results: dict[int, CaseResult]) -> None:
+    __tracebackhide__ = True
+    counts = Counter(r.outcome for r in results.values())
+    bad = [results[i] for i in sorted(results) if results[i].outcome in FAILING]
+    if bad:
+        pytest.fail(failure_report(item, spec, results), pytrace=False)
+    total = len(spec.cases)
+    if counts["passed"] + counts["xpassed"] + counts["xfailed"] == 0 and total:
+        reasons = "; ".join(sorted({r.text for r in results.values()}))
+        _skip(f"{'all ' if total > 1 else ''}{cases(total)} skipped: {reasons}")
+    if counts["passed"] + counts["xpassed"] == 0 and counts["xfailed"]:
+        pytest.xfail(f"{counts['xfailed']} of {cases(total)} xfailed, none passed")
+
+
+def _skip(reason: str) -> None:
+    """Skip the item, reported at the test's location (as a skip mark is), not at ours."""
+    __tracebackhide__ = True
+    try:
+        exc = pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # a pytest without the (private) keyword
+        pytest.skip(reason)
+    raise exc
+
+
+# -- --ploop-case: in this process ---------------------------------------------------------
+
+
+def _run_serial(
+    item: pytest.Function,
+    spec: Spec,
+    cases: list[Case],
+    call: _Call,
+    namespace: dict[str, Any],
+    strict: bool,
+) -> None:
+    """Run ``cases`` here, in order; the first failure propagates as the test's own (so
+    ``--pdb`` stops in it), with a note naming the case."""
+    __tracebackhide__ = True
+    skipped: list[str] = []
+    xfailed: list[str] = []
+    for case in cases:
+        reason = skip_reason(case, namespace)
+        xfail = xfail_of(case, namespace, strict)
+        if reason is not None:
+            skipped.append(f"case {case.id}: {reason}")
+            continue
+        if xfail is not None and not xfail.run:
+            xfailed.append(f"case {case.id}: [NOTRUN] {xfail.reason}")
+            continue
+        try:
+            spec.fn(*call.args, **call.for_case(case))
+        except (pytest.skip.Exception, pytest.xfail.Exception):
+            raise
+        except BaseException as exc:
+            if xfail is not None and xfail.expects(exc):
+                xfailed.append(f"case {case.id}: {xfail.reason}")
+                continue
+            add_note(exc, f"ploop: case {case.id} ({case.describe()})")
+            raise
+        if xfail is not None and xfail.strict:
+            pytest.fail(f"[XPASS(strict)] case {case.id}: {xfail.reason}", pytrace=False)
+    if skipped and len(skipped) == len(cases):
+        _skip("; ".join(skipped))
+    if xfailed and len(skipped) + len(xfailed) == len(cases):
+        pytest.xfail("; ".join(xfailed))

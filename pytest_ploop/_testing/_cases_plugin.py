@@ -1,0 +1,179 @@
+"""Options and hooks for ``parametrize_parallel`` tests (see ``_cases`` for how they run).
+
+- ``--ploop-case=ID`` (repeatable): run only the named cases, in the test's own process;
+- ``--ploop-fanout-budget=N``: the processes a ``--ploop-workers`` run and the fan-outs of its
+  tests may use together (default: the CPUs available); see ``pytest_ploop._fanout``;
+- an empty list of cases is treated as pytest treats an empty ``parametrize``
+  (``empty_parameter_set_mark``);
+- each decorated test's cases get a line in the terminal summary, and the call report a
+  ``ploop_cases`` attribute with their timings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from .. import _fanout
+from .._parametrize import Spec, spec_of
+from ._cases import SELECTED_KEY, SUMMARY_KEY, run_item
+from ._cases_report import summary_line
+
+CASE_HELP = (
+    "run only the case with this id of each parametrize_parallel test, one by one in pytest's "
+    "own process (so --pdb works); repeatable"
+)
+BUDGET_HELP = (
+    "processes a --ploop-workers run and the parametrize_parallel fan-outs of its tests may "
+    "use together: an int, or auto for the CPUs available (the default)"
+)
+_OLD_BUDGET = pytest.StashKey[str | None]()
+_REPORTER = "ploop-cases-reporter"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ploop", "parallel runs (pytest-ploop)")
+    group.addoption(
+        "--ploop-case", action="append", dest="ploop_case", default=[], metavar="ID",
+        help=CASE_HELP,
+    )  # fmt: skip
+    group.addoption(
+        "--ploop-fanout-budget", dest="ploop_fanout_budget", default=None, metavar="N|auto",
+        help=BUDGET_HELP,
+    )  # fmt: skip
+    parser.addini("ploop_fanout_budget", BUDGET_HELP, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    raw = config.getoption("ploop_fanout_budget") or config.getini("ploop_fanout_budget")
+    if raw:
+        text = str(raw).strip().lower()
+        if text != "auto" and not (text.isdigit() and int(text) >= 1):
+            raise pytest.UsageError(
+                f"--ploop-fanout-budget={raw!r}: give a whole number of processes of at least "
+                "1, or auto for the CPUs available"
+            )
+        # Workers are forked after this and inherit it; so do direct calls in the tests.
+        config.stash[_OLD_BUDGET] = os.environ.get(_fanout.BUDGET_ENV)
+        os.environ[_fanout.BUDGET_ENV] = text
+    config.pluginmanager.register(_CasesReporter(), _REPORTER)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OLD_BUDGET in config.stash:
+        old = config.stash[_OLD_BUDGET]
+        if old is None:
+            os.environ.pop(_fanout.BUDGET_ENV, None)
+        else:
+            os.environ[_fanout.BUDGET_ENV] = old
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, Any]:
+    result = yield
+    spec = spec_of(obj)
+    if spec is None or spec.cases or result is None:
+        return result
+    mark = _empty_mark(collector.config, spec, name)
+    for item in result if isinstance(result, list) else [result]:
+        if isinstance(item, pytest.Item):
+            item.add_marker(mark)
+    return result
+
+
+def _empty_mark(config: pytest.Config, spec: Spec, name: str) -> pytest.MarkDecorator:
+    """What pytest does with an empty ``parametrize``, by ``empty_parameter_set_mark``."""
+    reason = f"got empty parameter set for ({', '.join(spec.argnames)})"
+    requested = config.getini("empty_parameter_set_mark") or "skip"
+    if requested == "xfail":
+        return pytest.mark.xfail(reason=reason, run=False)
+    if requested == "fail_at_collect":
+        line = getattr(getattr(spec.fn, "__code__", None), "co_firstlineno", 0)
+        raise pytest.Collector.CollectError(f"Empty parameter set in '{name}' at line {line}")
+    return pytest.mark.skip(reason=reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--ploop-case``: remember each decorated test's named cases; a decorated test with
+    none of them is skipped; an id that names no case at all is a usage error."""
+    wanted: list[str] = list(dict.fromkeys(config.getoption("ploop_case") or []))
+    if not wanted:
+        return
+    matched: set[str] = set()
+    known: list[str] = []
+    for item in items:
+        spec = spec_of(item.obj) if isinstance(item, pytest.Function) else None
+        if spec is None:
+            continue
+        by_id = spec.by_id()
+        known += list(by_id)[:20]
+        chosen = sorted(by_id[w].index for w in wanted if w in by_id)
+        matched.update(w for w in wanted if w in by_id)
+        if chosen:
+            item.stash[SELECTED_KEY] = tuple(chosen)
+        else:
+            item.add_marker(pytest.mark.skip(reason="no case of it is named by --ploop-case"))
+    missing = [w for w in wanted if w not in matched]
+    if missing:
+        ids = ", ".join(dict.fromkeys(known)) or "none: no parametrize_parallel test selected"
+        raise pytest.UsageError(
+            f"--ploop-case={missing[0]!r} names no case of the selected tests; their case "
+            f"ids: {ids}"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    spec = spec_of(pyfuncitem.obj)
+    if spec is None:
+        return None
+    run_item(pyfuncitem, spec)
+    return True
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, Any]:
+    # In a --ploop-workers worker: hold its budget slot while it has tests (no-op elsewhere).
+    _fanout.hold_worker_slot()
+    try:
+        return (yield)
+    finally:
+        if nextitem is None:  # this worker has no test left: fan-outs may use its slot
+            _fanout.worker_slot_done()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "call" and SUMMARY_KEY in item.stash:
+        report.ploop_cases = item.stash[SUMMARY_KEY]  # type: ignore[attr-defined]
+    return report
+
+
+class _CasesReporter:
+    """One summary line per decorated test that ran (in the main process, where every
+    report arrives, also those of ``--ploop-workers`` workers)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        summary = getattr(report, "ploop_cases", None)
+        if report.when == "call" and isinstance(summary, dict):
+            self.seen.append((report.nodeid, summary))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.seen:
+            return
+        terminalreporter.write_sep("-", "ploop cases")
+        for nodeid, s in self.seen:
+            terminalreporter.write_line(f"{nodeid}: {summary_line(s)}")

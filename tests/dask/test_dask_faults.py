@@ -1,0 +1,149 @@
+"""The Dask backend's failures: errors, a killed worker, fail-fast, timeout, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from dask_support import (
+    dask_map,
+    exit_on,
+    raise_on_odd,
+    results_of,
+    sleep_then_fail,
+    start,
+)
+
+from pytest_ploop import (
+    LoopError,
+    RemoteTraceback,
+    TaskNotRun,
+    TaskTimeout,
+    WorkerCrashed,
+)
+from tests import faults
+
+
+def test_errors_are_collected_with_their_tracebacks(backend) -> None:
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, raise_on_odd, range(10))
+    err = info.value
+    assert [f.index for f in err.failures] == [1, 3, 5, 7, 9]
+    assert {f.kind for f in err.failures} == {"failed"}
+    assert err.results == [0, None, 2, None, 4, None, 6, None, 8, None]
+    assert "5 of 10 tasks did not pass (5 failed)" in str(err)
+    for f in err.failures:
+        assert isinstance(f.exception, ValueError)
+        assert str(f.exception) == f"odd: {f.index}"
+        cause = f.exception.__cause__
+        assert isinstance(cause, RemoteTraceback)
+        assert "dask_support.py" in cause.text and "in raise_on_odd" in cause.text
+        assert "_dask_task.py" not in cause.text  # ploop's frames are cut
+        assert f.worker in ("dask-0", "dask-1")
+
+
+def test_unpicklable_argument_and_result_fail_their_task_only(backend) -> None:
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, faults.identity, [1, faults.Unpicklable(), 3])
+    assert [f.index for f in info.value.failures] == [1]
+    assert "cannot be pickled" in str(info.value.failures[0].exception)
+    assert info.value.results == [1, None, 3]
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, faults.return_unpicklable, [1])
+    assert "refuses to be pickled" in str(info.value.failures[0].exception)
+
+
+def test_a_killed_worker_crashes_its_task_and_the_run_goes_on(backend) -> None:
+    items = [(i, 3) for i in range(12)]
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, exit_on, items, chunksize=1)
+    err = info.value
+    assert [(f.index, f.kind) for f in err.failures] == [(3, "crashed")]
+    crash = err.failures[0].exception
+    assert isinstance(crash, WorkerCrashed)
+    assert "the Dask worker running it died" in str(crash) and "attempt 1" in str(crash)
+    assert err.results == [i if i != 3 else None for i in range(12)]
+    assert err.run.record.counts["crashed"] == 1
+    assert [r.outcome for r in err.run.record.tasks if r.index == 3] == ["crashed"]
+
+
+def test_a_worker_killed_in_a_batch_isolates_the_culprit(backend) -> None:
+    # Tiny tasks travel in batches: the dead batch's tasks are run again in parts (a part
+    # that dies again is split again) and their attempts counted.
+    items = [(i, 500) for i in range(2000)]
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, exit_on, items)
+    err = info.value
+    assert [(f.index, f.kind) for f in err.failures] == [(500, "crashed")]
+    attempts = err.run.attempts
+    assert attempts[500] >= 2
+    assert f"attempt {attempts[500]}" in str(err.failures[0].exception)
+    assert err.results[:500] == list(range(500)) and err.results[501:] == list(range(501, 2000))
+    assert all(n >= 2 for n in attempts.values())
+
+
+def test_fail_fast_cancels_what_is_pending(backend) -> None:
+    # Tasks 0 and 1 run on the two workers, 2 and 3 wait at the scheduler (two batches in
+    # flight per worker thread), the rest are not taken from the input yet. When 0 fails, its
+    # worker starts 2 before this process hears of the failure: 2 runs to its end.
+    items = [(0.1, True)] + [(0.4, False)] * 39
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, sleep_then_fail, items, fail_fast=True, chunksize=1)
+    err = info.value
+    assert err.run.record.wall_s < 2.0  # the run did not go on
+    assert [(f.index, f.kind) for f in err.failures if f.kind != "not_run"] == [(0, "failed")]
+    assert err.results[1:3] == [0.4, 0.4]  # they were running: they finished, results kept
+    not_run = [f for f in err.failures if f.kind == "not_run"]
+    assert [f.index for f in not_run] == [3]  # its future was cancelled
+    assert all(isinstance(f.exception, TaskNotRun) for f in not_run)
+    assert all("fail_fast" in f.exception.reason for f in not_run)
+    assert err.total == 4 and err.not_consumed == 36
+    assert "36 further input items were not taken" in str(err)
+
+
+def test_timeout_marks_the_overdue_task_and_stops_the_run(backend) -> None:
+    items = [(0.02, 0), (3.0, 1)] + [(0.02, i) for i in range(2, 30)]
+    with pytest.raises(LoopError) as info:
+        dask_map(backend, faults.sleep_then, items, timeout=0.5, chunksize=1)
+    err = info.value
+    assert err.run.record.wall_s < 2.5, err.run.record.wall_s  # not waiting for the 3 s task
+    timed_out = [f for f in err.failures if f.kind == "timed_out"]
+    assert [f.index for f in timed_out] == [1]
+    exc = timed_out[0].exception
+    assert isinstance(exc, TaskTimeout) and exc.timeout == 0.5
+    assert "in sleep_then" in exc.stack and "cannot be interrupted" in str(exc)
+    assert {f.kind for f in err.failures} <= {"timed_out", "not_run"}
+    assert err.results[0] == 0
+    rows = [r for r in err.run.record.tasks if r.index == 1]
+    assert rows and rows[0].outcome == "timed_out" and rows[0].wall_s > 0.45
+    # The overdue task cannot be interrupted; this cluster was started by ploop, so its worker
+    # was restarted after the run, and the next run does not wait behind the task.
+    assert err.run.record.worker_info[timed_out[0].worker].restarts == 0  # during the run
+    started = time.monotonic()
+    assert dask_map(backend, faults.square, [1, 2, 3, 4], chunksize=1)[0] == [1, 4, 9, 16]
+    assert time.monotonic() - started < 2.0
+
+
+def test_ctrl_c_cancels_the_run_and_leaves_the_cluster_usable(backend) -> None:
+    run = start(backend, faults.sleep_then, [(0.2, i) for i in range(40)], chunksize=1)
+    try:
+        deadline = time.monotonic() + 10
+        while run.outcomes.settled < 2 and time.monotonic() < deadline:
+            run.poll()
+        os.kill(os.getpid(), signal.SIGINT)  # the run's handler is installed: it only records
+        run.run_to_end()
+    finally:
+        run.finish()
+    assert run.interrupted == signal.SIGINT
+    assert run.outcomes.counts["not_run"] > 0
+    reasons = {f.exception.reason for f in run.outcomes.failures.values()}
+    assert all("Ctrl-C" in r for r in reasons)
+    assert run.outcomes.settled == run.consumed < 40
+    assert results_of(run)[0] == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert dask_map(backend, faults.square, range(5))[0] == [0, 1, 4, 9, 16]

@@ -1,0 +1,152 @@
+"""A worker that dies or hangs: its test fails with a report that says why, the worker is
+replaced, the other tests all run once; past ``--ploop-max-worker-restart`` the run stops."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from plugin_support import Project, alive, not_run_count, outcomes, short_summary
+
+CRASHES = """
+import ctypes
+import os
+import signal
+import sys
+
+import pytest
+import ploophelp
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_before(i):
+    pass
+
+
+def test_exit():
+    ploophelp.log("test_exit")
+    print("stdout of test_exit")
+    sys.stderr.write("last words of test_exit\\n")
+    os._exit(3)
+
+
+def test_segfault():
+    ploophelp.log("test_segfault")
+    ctypes.string_at(0)
+
+
+def test_sigkill():
+    ploophelp.log("test_sigkill")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_after(i):
+    pass
+"""
+
+
+def _failure_section(result: pytest.RunResult, name: str) -> str:
+    text = result.stdout.str()
+    match = re.search(rf"_+ {name} _+\n(.*?)(?=\n_+ \w|\n=+ )", text, re.S)
+    assert match, f"no failure section for {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("dist", ["load", "file"])
+def test_crashes_fail_their_test_and_the_rest_pass(project: Project, dist: str) -> None:
+    project.pytester.makepyfile(test_crashes=CRASHES)
+    result = project.run("--ploop-workers=2", f"--ploop-dist={dist}", "-rA")
+    assert outcomes(result) == {"failed": 3, "passed": 12}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    exited = _failure_section(result, "test_exit")
+    assert "exited with code 3" in exited
+    # The test's output up to the crash, which its report would have carried.
+    assert "last output on stdout:\nstdout of test_exit" in exited
+    assert "last output on stderr:\nlast words of test_exit" in exited
+    assert "stdout of test_exit" not in _failure_section(result, "test_segfault")
+    segfault = _failure_section(result, "test_segfault")
+    assert "killed by SIGSEGV" in segfault
+    assert "in test_segfault" in segfault  # faulthandler's traceback of the test
+    sigkill = _failure_section(result, "test_sigkill")
+    assert "killed by SIGKILL" in sigkill
+    assert "Killed by the OOM killer?" in sigkill  # a SIGKILL that ploop did not send
+    # Each crashing test ran once: never again on a fresh worker (no crash loop).
+    assert sorted(e.fields[0] for e in project.events()) == [
+        "test_exit",
+        "test_segfault",
+        "test_sigkill",
+    ]
+    assert len({e.pid for e in project.events()}) == 3  # three workers died
+    # No test reported twice (a crashed worker's queued tests ran once, elsewhere).
+    reported = Counter(line.split()[1] for line in short_summary(result))
+    assert len(reported) == 15
+    assert set(reported.values()) == {1}
+    assert not_run_count(result) == 0
+
+
+HANG = """
+import subprocess
+import sys
+import threading
+
+import pytest
+import ploophelp
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_ok(i):
+    pass
+
+
+def test_hangs():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    ploophelp.log("child", child.pid)
+    threading.Event().wait()
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_ok_too(i):
+    pass
+"""
+
+
+def test_a_hung_test_times_out_and_the_run_goes_on(project: Project) -> None:
+    project.pytester.makepyfile(test_hang=HANG)
+    result = project.run("--ploop-workers=2", "--ploop-timeout=1")
+    assert outcomes(result) == {"failed": 1, "passed": 8}
+    section = _failure_section(result, "test_hangs")
+    assert "timed out after 1s" in section
+    assert re.search(r'File ".*test_hang\.py", line \d+ in test_hangs', section)
+    (event,) = project.events()
+    assert alive([int(event.fields[1])]) == []  # the test's own child was ended too
+
+
+RESTARTS = """
+import os
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_crash(i):
+    os._exit(1)
+
+
+@pytest.mark.parametrize("i", range(20))
+def test_ok(i):
+    pass
+"""
+
+
+def test_max_worker_restart_stops_the_run(project: Project) -> None:
+    project.pytester.makepyfile(test_restarts=RESTARTS)
+    result = project.run("--ploop-workers=2", "--ploop-max-worker-restart=1")
+    result.stdout.fnmatch_lines(["*more than --ploop-max-worker-restart=1; stopping the run*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # as xdist's own limit does
+    counts = outcomes(result)
+    assert 2 <= counts["failed"] <= 3
+    ran = counts["failed"] + counts.get("passed", 0)
+    assert ran < 23
+    assert not_run_count(result) == 23 - ran

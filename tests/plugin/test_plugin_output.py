@@ -1,0 +1,74 @@
+"""What reaches the terminal from the workers: ``-s`` output line by line with the worker's
+id; coverage (pytest-cov) measured in the workers, the same as a serial run's."""
+
+from __future__ import annotations
+
+import re
+
+from plugin_support import INI, Project, outcomes
+
+PRINTS = """
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_prints(i):
+    print(f"out line of {i}")
+    sys.stderr.write(f"err line of {i}\\n")
+"""
+
+
+def test_dash_s_output_is_prefixed_with_the_worker_id(project: Project) -> None:
+    project.pytester.makepyfile(test_prints=PRINTS)
+    result = project.run("--ploop-workers=2", "-s")
+    assert outcomes(result) == {"passed": 6}
+    text = result.stdout.str() + result.stderr.str()
+    for i in range(6):
+        for stream in ("out", "err"):
+            found = re.findall(rf"\[(w[01])\] {stream} line of {i}$", text, re.M)
+            assert len(found) == 1, (stream, i, text)
+    assert set(re.findall(r"\[(w\d)\] out line", text)) == {"w0", "w1"}
+
+
+PACKAGE = """
+def sign(x):
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return 0
+
+
+def never_called():
+    return "not covered"
+"""
+
+COVERED = """
+import pytest
+
+import covered
+
+
+@pytest.mark.parametrize("x", [-2, -1, 1, 2])
+def test_sign(x):
+    assert covered.sign(x) in (-1, 1)
+"""
+
+
+def test_coverage_of_a_parallel_run_equals_serial(project: Project) -> None:
+    project.pytester.makeini(INI.replace(" -p no:cov", ""))
+    project.pytester.makepyfile(covered=PACKAGE, test_covered=COVERED)
+
+    def report(*args: str) -> list[str]:
+        result = project.run("--cov=covered", "--cov-report=term-missing", *args)
+        assert outcomes(result) == {"passed": 4}
+        return [line for line in result.outlines if line.startswith(("covered.py", "TOTAL"))]
+
+    serial = report()
+    # sign()'s branches for x > 0 and x < 0 ran only in the workers: lost worker data would
+    # show them as missing.
+    assert any(re.search(r"covered\.py\s+8\s+2\s+75%\s+6, 10$", line) for line in serial), serial
+    assert report("--ploop-workers=2") == serial
+    assert not list(project.path.glob(".coverage.*"))  # the workers' files were combined

@@ -1,0 +1,239 @@
+"""A ``--ploop-workers`` run reports what a serial run reports: outcomes, exit code, ``-r``
+lines, junit XML, durations, warnings, captured output, plugins switched off."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from plugin_support import Project, junit_cases, outcomes, ploop_lines, short_summary
+
+MIXED_CONFTEST = """
+import pytest
+
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup broke")
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+"""
+
+MIXED_ALPHA = """
+import warnings
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def resource():
+    return {"uses": 0}
+
+
+def test_pass(resource):
+    resource["uses"] += 1
+
+
+def test_fail():
+    print("output of the failing test")
+    assert 1 == 2
+
+
+def test_skip():
+    pytest.skip("skipped on purpose")
+
+
+@pytest.mark.skipif(True, reason="never here")
+def test_skipif():
+    pass
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    assert False
+
+
+@pytest.mark.xfail(reason="maybe fixed")
+def test_xpass():
+    pass
+
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_xpass_strict():
+    pass
+
+
+def test_error_in_setup(broken_setup):
+    pass
+
+
+def test_error_in_teardown(broken_teardown):
+    pass
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_param(n, resource):
+    assert n != 4
+
+
+def test_warns():
+    warnings.warn(UserWarning("careful with that"))
+"""
+
+MIXED_BETA = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return [1, 2, 3]
+
+
+class TestGroup:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def value(cls):
+        return 1
+
+    def test_a(self, value, shared):
+        assert value == 1
+
+    def test_b(self, value):
+        assert value == 2
+
+    @pytest.mark.parametrize("k", ["x", "y", "z"])
+    def test_c(self, k, shared):
+        assert k in "xyz"
+
+
+def test_last(shared):
+    assert len(shared) == 3
+"""
+
+WORKERS = ("--ploop-workers=2", "--ploop-workers=auto")
+VERDICT = re.compile(r"^test_\w+\.py::\S+ (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
+
+
+@pytest.fixture
+def mixed(project: Project) -> Project:
+    project.pytester.makeconftest(MIXED_CONFTEST)
+    project.pytester.makepyfile(test_alpha=MIXED_ALPHA, test_beta=MIXED_BETA)
+    return project
+
+
+def test_mixed_suite_outcomes_and_exit_code_match_serial(mixed: Project) -> None:
+    serial = mixed.run("-rA")
+    assert outcomes(serial) == {
+        "failed": 4,  # test_fail, test_param[4], test_xpass_strict, TestGroup::test_b
+        "passed": 13,
+        "skipped": 2,
+        "xfailed": 1,
+        "xpassed": 1,
+        "warnings": 1,
+        "errors": 2,
+    }
+    assert serial.ret == pytest.ExitCode.TESTS_FAILED
+    assert not ploop_lines(serial)
+    for workers in WORKERS:
+        parallel = mixed.run(workers, "-rA")
+        assert outcomes(parallel) == outcomes(serial), workers
+        assert parallel.ret == serial.ret
+        # The -r lines, in collection order, exactly as the serial run prints them.
+        assert short_summary(parallel) == short_summary(serial)
+        assert len(short_summary(parallel)) == 23
+
+
+def test_junitxml_matches_serial(mixed: Project) -> None:
+    serial_xml = mixed.path / "serial.xml"
+    parallel_xml = mixed.path / "parallel.xml"
+    mixed.run(f"--junitxml={serial_xml}")
+    mixed.run("--ploop-workers=2", f"--junitxml={parallel_xml}")
+    serial, parallel = junit_cases(serial_xml), junit_cases(parallel_xml)
+    assert sum(serial.values()) == 22
+    assert parallel == serial
+
+
+def test_verbose_lines_match_serial(mixed: Project) -> None:
+    def verdicts(result: pytest.RunResult) -> list[str]:
+        # "test_alpha.py::test_pass PASSED  [  5%]": the node id and its verdict.
+        return sorted(m.group(0) for line in result.outlines if (m := VERDICT.match(line)))
+
+    serial = mixed.run("-v")
+    parallel = mixed.run("-v", "--ploop-workers=2")
+    assert len(verdicts(serial)) == 23  # and the teardown error's line
+    assert verdicts(parallel) == verdicts(serial)
+
+
+def test_captured_stdout_of_a_failing_test_is_shown(mixed: Project) -> None:
+    result = mixed.run("--ploop-workers=2", "-k", "test_fail")
+    result.assert_outcomes(failed=1, deselected=21)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fail _*",
+            "*assert 1 == 2",
+            "*- Captured stdout call -*",
+            "output of the failing test",
+        ]
+    )
+
+
+def test_warnings_summary_and_w_error(mixed: Project) -> None:
+    parallel = mixed.run("--ploop-workers=2", "-k", "test_warns")
+    parallel.assert_outcomes(passed=1, deselected=21, warnings=1)
+    parallel.stdout.fnmatch_lines(
+        [
+            "*warnings summary*",
+            "test_alpha.py::test_warns",
+            "*UserWarning: careful with that",
+        ]
+    )
+    for extra in ((), ("--ploop-workers=2",)):
+        result = mixed.run(*extra, "-W", "error::UserWarning", "-k", "test_warns")
+        result.assert_outcomes(failed=1, deselected=21)
+        result.stdout.fnmatch_lines(["FAILED test_alpha.py::test_warns - UserWarning: careful*"])
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+DURATIONS = """
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.15, 0.0, 0.3, 0.0, 0.45, 0.0])
+def test_sleep(seconds):
+    time.sleep(seconds)
+"""
+
+
+def test_durations_list_the_same_slowest_tests(project: Project) -> None:
+    project.pytester.makepyfile(test_durations=DURATIONS)
+
+    def slowest(result: pytest.RunResult) -> list[str]:
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "slowest 3 durations" in line)
+        return [line.split()[-1] for line in lines[start + 1 : start + 4]]
+
+    serial = project.run("--durations=3")
+    parallel = project.run("--durations=3", "--ploop-workers=2")
+    expected = [f"test_durations.py::test_sleep[{s}]" for s in ("0.45", "0.3", "0.15")]
+    assert slowest(serial) == expected
+    assert slowest(parallel) == expected
+    for line in parallel.outlines:
+        if line.endswith(tuple(expected)):
+            assert " call " in line
+
+
+def test_plugins_switched_off_stay_off(mixed: Project) -> None:
+    serial = mixed.run("-p", "no:terminal")
+    parallel = mixed.run("-p", "no:terminal", "--ploop-workers=2")
+    assert parallel.ret == serial.ret == pytest.ExitCode.TESTS_FAILED
+    assert parallel.outlines == serial.outlines == []
+
+    quiet = mixed.run("-p", "no:warnings", "--ploop-workers=2")
+    assert "warnings summary" not in quiet.stdout.str()
+    assert "warnings" not in outcomes(quiet)
