@@ -344,8 +344,9 @@ class ParallelSession:
         record = self.record
         if record is None:
             return
-        tr.write_sep("-", "ploop")
-        tr.write_line(f"ploop: {record.summary()}")
+        if not tr.config.pluginmanager.has_plugin("pytest_ploop._report._plugin"):
+            tr.write_sep("-", "ploop")  # the report plugin writes the section otherwise
+            tr.write_line(f"ploop: {record.summary()}")
         if self.not_run:
             reasons = sorted(set(self.not_run.values()))
             tr.write_line(f"ploop: {len(self.not_run)} tests not run ({'; '.join(reasons)})")

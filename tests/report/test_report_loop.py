@@ -40,12 +40,15 @@ def test_a_pool_run_written_in_every_format_and_read_back(tmp_path: Path) -> Non
     assert [e.get("data-index") for e in failed] == ["3"]
 
     back = read(tmp_path / "run.json").stats()
-    # Times are kept to the microsecond: the figures agree to that.
+    # Times are kept to the microsecond: each task's time within 1 us, their sum within 40.
     assert back.wall_s == pytest.approx(st.wall_s, abs=1e-6)
-    assert back.serial_s == pytest.approx(st.serial_s, abs=1e-4)
-    assert back.speedup == pytest.approx(st.speedup, rel=1e-4)
+    assert back.serial_s == pytest.approx(st.serial_s, abs=40e-6)
+    assert back.speedup == pytest.approx(st.speedup, abs=40e-6 / st.wall_s)
     assert back.peak_rss == st.peak_rss
-    assert [t.index for t in back.slowest] == [t.index for t in st.slowest]
+    # Tasks within a microsecond of each other may swap places; their times may not.
+    assert [t.wall_s for t in back.slowest] == pytest.approx(
+        [t.wall_s for t in st.slowest], abs=2e-6
+    )
 
 
 def test_a_run_in_this_process_has_one_lane_and_no_amdahl_fit() -> None:
