@@ -15,7 +15,7 @@ import pytest
 CHUNK = 4096
 
 
-def derive_key(password: str, salt: bytes, iterations: int = 200_000) -> bytes:
+def derive_key(password: str, salt: bytes, iterations: int = 160_000) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
 
 

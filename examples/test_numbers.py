@@ -103,7 +103,7 @@ def test_n_queens(n: int, solutions: int) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_monte_carlo_pi(seed: int) -> None:
     rand = random.Random(seed)
-    samples = 400_000
+    samples = 300_000
     inside = sum(rand.random() ** 2 + rand.random() ** 2 < 1 for _ in range(samples))
     assert 4 * inside / samples == pytest.approx(math.pi, abs=0.02)
 

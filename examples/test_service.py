@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 STARTUP_SECONDS = 0.4
-LATENCY_SECONDS = 0.06
+LATENCY_SECONDS = 0.05
 
 
 class TransientError(Exception):

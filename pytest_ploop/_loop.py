@@ -20,7 +20,7 @@ from ._engine._pool import Run, RunOptions
 from ._engine._record import RunRecord
 from ._engine._schedule import SCHEDULES, longest_first
 from ._engine._workers import START_METHODS, Workers
-from ._errors import LoopError
+from ._errors import LoopError, PloopError
 from ._progress import Progress
 
 T = TypeVar("T")
@@ -182,6 +182,7 @@ class Pool:
         )  # fmt: skip
         self._workers: Workers | None = None
         self._closed = False
+        self._running: Run | None = None  # the call that has the workers now
         self.last_run: RunRecord | None = None
         """The run record of the last call (also after it raised)."""
 
@@ -281,14 +282,17 @@ class Pool:
             self._workers = Workers(method)
         return self._workers
 
-    def _start(
-        self, fn: Any, items: Any, overrides: dict[str, Any], stream: bool
-    ) -> Run | InlineRun:
+    def _check(self, fn: Any, items: Any, overrides: dict[str, Any]) -> _Options:
         _check_call(fn, items)
         unknown = set(overrides) - set(_Options.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        opts = _options(self._defaults, **overrides)
+        return _options(self._defaults, **overrides)
+
+    def _start(
+        self, fn: Any, items: Any, overrides: dict[str, Any], stream: bool
+    ) -> Run | InlineRun:
+        opts = self._check(fn, items, overrides)
         order = None
         if opts.schedule == "lpt" and opts.workers > 1:
             if type(items) not in (list, tuple, range):
@@ -307,9 +311,20 @@ class Pool:
         self._progress = Progress() if opts.progress else None
         if opts.workers == 1:
             return InlineRun(fn, items, run_options, self._progress)
-        return Run(self._engine(opts.start_method), fn, items, run_options, self._progress)
+        if self._running is not None:
+            # A run owns the workers until it ends: a second one on them took the first
+            # one's results for its own (and the first lost them).
+            raise PloopError(
+                "this Pool is still running another call (an imap() or imap_unordered() not "
+                "iterated to its end): finish iterating it or close() it first; a Pool runs "
+                "one call at a time (use a second Pool to run two at once)"
+            )
+        self._running = Run(self._engine(opts.start_method), fn, items, run_options, self._progress)
+        return self._running
 
     def _finish(self, run: Run | InlineRun) -> None:
+        if run is self._running:
+            self._running = None
         run.finish()
         self.last_run = run.record
         if self._progress is not None:
@@ -340,10 +355,16 @@ class Pool:
         self, fn: Any, items: Any, overrides: dict[str, Any], *, ordered: bool,
         with_index: bool = False,
     ) -> Iterator[Any]:  # fmt: skip
-        run = self._start(fn, items, overrides, stream=True)
-        return self._drive_stream(run, ordered, with_index)
+        # Bad input fails at the call, as for map(); the run starts at the first next(): an
+        # iterator never iterated left a run behind that nothing finished (its workers busy,
+        # and Ctrl-C caught by its handler for good).
+        self._check(fn, items, overrides)
+        return self._drive_stream(fn, items, overrides, ordered, with_index)
 
-    def _drive_stream(self, run: Run | InlineRun, ordered: bool, with_index: bool) -> Iterator[Any]:
+    def _drive_stream(
+        self, fn: Any, items: Any, overrides: dict[str, Any], ordered: bool, with_index: bool
+    ) -> Iterator[Any]:
+        run = self._start(fn, items, overrides, stream=True)
         failures = run.outcomes.failures
         buffer: dict[int, Any] = {}
         next_index = 0

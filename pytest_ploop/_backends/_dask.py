@@ -19,12 +19,18 @@ Batches: Dask costs about a millisecond per task, so tasks travel in batches siz
 local ``dynamic`` schedule, from the measured task time to take ``TARGET_BATCH_S`` each.
 
 A worker lost mid-task: Dask reports ``KilledWorker`` (a cluster started here has
-``allowed-failures=0``: no silent reruns). A batch of one task on a one-thread worker is the
-task that was running there: ``crashed``. Otherwise its tasks are run again one per Dask task,
-as the local backend does when it cannot tell which task killed a worker, and a task whose
-worker dies a second time is ``crashed``. Every attempt is counted (``DaskRun.attempts``),
-including the reruns Dask makes itself on a cluster with ``allowed-failures`` above 0 (seen as
-a second "start" event of one batch).
+``allowed-failures=0``: no silent reruns) for every task the worker held, running or waiting.
+A batch announces its start through the scheduler before its first task, and the death comes
+after that announcement on the same stream, so the run knows which batches were running on
+the dead worker. One that was only waiting is submitted again as it is. A batch of one task
+that ran alone in its worker process is ``crashed``. A batch of several tasks is run again in
+parts, as the local backend does when it cannot tell which task killed a worker, until the
+task is alone. Every attempt is counted (``DaskRun.attempts``), including the reruns Dask
+makes itself (a cluster with ``allowed-failures`` above 0; a result lost with its worker).
+
+The module is longer than most: ``DaskRun`` is one state machine (dispatch, results, a lost
+worker, timeouts, the stop ladder) over shared state, as ``_engine._pool.Run`` is; its
+methods each fit on a screen.
 
 Times: tasks are timed on the worker's monotonic clock relative to their batch's start, and
 the batch is placed on this process's ``time.monotonic()`` by its ``time.time()`` anchor,
@@ -37,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
-import math
 import pickle
 import signal
 import threading
@@ -74,12 +79,12 @@ INLINE_FUNCTION_BYTES = 64 * 1024  # a bigger pickled function is scattered to t
 # Each death costs a worker restart (seconds), each Dask task about a millisecond.
 ISOLATE_SINGLES = 32
 ISOLATE_PARTS = 16
+# A batch reported waiting on a worker that died is sent again as it is, this many times at
+# most: its start announcement cannot be lost, but if it were, this bounds the workers lost.
+MAX_WAITED = 3
 _CLUSTER_CONFIG = {
     # A task whose worker died is not rerun silently: ploop decides (see the module docstring).
     "distributed.scheduler.allowed-failures": 0,
-    # One task per worker thread at a time, the next waiting at the scheduler: a worker that
-    # dies was running exactly the task it held.
-    "distributed.scheduler.worker-saturation": 1.0,
 }
 
 
@@ -110,26 +115,20 @@ class DaskBackend:
                     processes=True,
                     threads_per_worker=1,
                     dashboard_address=None,
+                    # No dashboard, but the scheduler still serves its HTTP routes, on 8787
+                    # unless told otherwise (and with a warning when 8787 is taken): a free
+                    # port on the loopback interface instead.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 )
             try:
                 self.client: Any = distributed.Client(self.cluster, set_as_default=False)
             except BaseException:
                 self.cluster.close()
                 raise
-            self.one_task_per_thread = True
         else:
             self.client = distributed.Client(address, set_as_default=False)
-            self.one_task_per_thread = self._saturation() <= 1.0
         self._listeners: dict[str, deque[dict[str, Any]]] = {}
         self.client.subscribe_topic(TOPIC, self._on_event)
-
-    def _saturation(self) -> float:
-        """The scheduler's ``worker-saturation`` (``inf`` when it cannot be read)."""
-        try:
-            value = self.client.run_on_scheduler(_scheduler_saturation)
-            return float(value)
-        except Exception:
-            return math.inf
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         # In the client's event loop thread: hand the event to its run; deque.append is
@@ -195,10 +194,6 @@ class DaskBackend:
             if self.cluster is not None:
                 self.cluster.close()
                 self.cluster = None
-
-
-def _scheduler_saturation(dask_scheduler: Any) -> float:
-    return float(dask_scheduler.WORKER_SATURATION)
 
 
 @dataclass
@@ -281,6 +276,7 @@ class DaskRun:
         self._pids: dict[str, int] = {}  # worker address -> pid
         self._abandoned: set[str] = set()  # workers left running a task this run gave up on
         self._died_under: dict[int, int] = {}  # task -> size of its batch when a worker died
+        self._waited: dict[int, int] = {}  # first task of a batch -> deaths of workers it waited on
         self._names: dict[str, str] = {}  # worker address -> lane id
         self._clock = time.time() - time.monotonic()  # wall - monotonic, here
         self._drain_deadline = 0.0
@@ -298,8 +294,12 @@ class DaskRun:
             backend.unlisten(self.token)
             raise
         self._install_signals()
-        self._fill()
-        self._check_done()
+        try:
+            self._fill()
+            self._check_done()
+        except BaseException:
+            self.finish()  # the caller never gets the run to finish it: signals, futures
+            raise
 
     # -- driving ------------------------------------------------------------------------
 
@@ -313,7 +313,9 @@ class DaskRun:
             return
         if self._batches:
             _wait_ready(self._ac, min(timeout, max(0.0, self._next_tick - time.monotonic())))
-        for future, result in self._ac.next_batch(block=False):
+        ready = self._ac.next_batch(block=False)
+        self._on_events()  # first: a batch's start event came before its result
+        for future, result in ready:
             self._on_result(future, result)
         self._on_events()
         self._on_signals()
@@ -623,14 +625,21 @@ class DaskRun:
     # -- a worker lost ------------------------------------------------------------------
 
     def _worker_died(self, batch: _Batch, exc: Any, now: float) -> None:
+        self._on_events()
         last = exc.last_worker
         address = str(getattr(last, "address", ""))
         nthreads = int(getattr(last, "nthreads", 0) or 0)
-        # Dask's own attempts at this submission: allowed_failures + 1 (the events may show
-        # them too, when the scheduler reran it on other workers first).
-        tries = max(int(getattr(exc, "allowed_failures", 0)) + 1, batch.starts)
         wid = self._worker(address, str(getattr(last, "name", "")))
-        if len(batch.indices) > 1 or not self._blame(batch, address, nthreads):
+        waited = self._waited[batch.indices[0]] = self._waited.get(batch.indices[0], 0) + 1
+        if address not in batch.started_on and waited <= MAX_WAITED:
+            # It was waiting on that worker and never started there: send it again as it is.
+            if self.state is State.RUNNING:
+                self._retry.append((batch.indices, batch.args, batch.prior))
+            else:
+                self._not_run(batch, 0, self.stop_reason)
+            return
+        tries = max(1, batch.starts)  # Dask's own attempts at this submission
+        if len(batch.indices) > 1 or not self._blame(batch, nthreads):
             for index in batch.indices:
                 self._died_under.setdefault(index, len(batch.indices))
             if self.state is not State.RUNNING:
@@ -651,8 +660,10 @@ class DaskRun:
         where = ", ".join(x for x in (wid, address, f"pid {pid}" if pid else "") if x)
         text = f"task {index}: the Dask worker running it died ({where}); attempt {attempts}"
         first = self._died_under.get(index, 1)
-        if attempts > 1:
+        if attempts > 1 and first > 1:
             text += f", after a worker died running it in a batch of {first} tasks"
+        elif attempts > 1:
+            text += ", after a worker died under it before"
         detail = "Its exit status is in the log of the worker's nanny."
         crash = WorkerCrashed(index, None, None, detail)
         crash.args = (f"{text}\n{detail}",)  # WorkerCrashed's own text wants an exit status
@@ -664,14 +675,10 @@ class DaskRun:
         info.busy_s += now - start
         self._after_failure()
 
-    def _blame(self, batch: _Batch, address: str, nthreads: int) -> bool:
-        """Whether the one task of ``batch`` killed the worker that died under it."""
-        if batch.prior >= 1:
-            return True  # it ran alone, and a worker died under it again
-        if nthreads != 1:
-            return False  # other tasks ran in that process: run it again alone first
-        # One thread, and it ran there, or it was the one task the scheduler gave that worker.
-        return address in batch.started_on or self.backend.one_task_per_thread
+    def _blame(self, batch: _Batch, nthreads: int) -> bool:
+        """Whether the one task of ``batch``, which was running on a worker that died, killed
+        it: yes if it ran alone in that process, or if a worker died under it before."""
+        return nthreads == 1 or batch.prior >= 1
 
     def _after_failure(self) -> None:
         if self.options.fail_fast:

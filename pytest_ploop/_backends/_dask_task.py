@@ -147,6 +147,22 @@ def _function(token: str, blob: bytes) -> Callable[[Any], Any]:
     return fn
 
 
+def _announce(worker: Any, msg: dict[str, Any]) -> None:
+    """Tell the client, through the scheduler, that this batch starts on this worker, and
+    wait until the scheduler has it: the client learns of a worker's death from the scheduler
+    too, after this event, so it knows whether the batch was running on a worker that died or
+    only waiting there. (``Worker.log_event`` would batch the message, and a task that kills
+    its worker at once would take it along.) The client also counts attempts and times
+    overdue tasks by this event."""
+    msg["worker"] = str(worker.address)
+    try:
+        from distributed.utils import sync
+
+        sync(worker.loop, worker.scheduler.log_event, topic=TOPIC, msg=msg)
+    except Exception:  # an older scheduler, a broken connection: the batched way, then
+        worker.log_event(TOPIC, msg)
+
+
 def run_batch(fn_blob: bytes, token: str, seq: int, args_blob: bytes) -> BatchDone:
     """Run the function of run ``token`` on each pickled argument, in order, on this worker.
 
@@ -157,8 +173,8 @@ def run_batch(fn_blob: bytes, token: str, seq: int, args_blob: bytes) -> BatchDo
     address, name, worker = _worker_identity()
     wall0, mono0 = time.time(), time.monotonic()
     out = BatchDone(seq, address, name, os.getpid(), wall0)
-    if worker is not None:  # the client counts attempts and times overdue tasks by this
-        worker.log_event(TOPIC, {"token": token, "seq": seq, "t": wall0, "pid": out.pid})
+    if worker is not None:
+        _announce(worker, {"token": token, "seq": seq, "t": wall0, "pid": out.pid})
     try:
         fn = _function(token, fn_blob)
     except Exception as exc:

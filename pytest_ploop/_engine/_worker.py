@@ -155,6 +155,8 @@ def _setup(config: WorkerConfig) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _die_with_parent(config.parent_pid)
+    if config.parent_pid == 0:
+        _leave_forkserver_alive_pipe()
     # Started as a daemonic multiprocessing process, a worker could start no process at all:
     # a test's multiprocessing.Pool, or ploop.map inside a task, failed with "daemonic
     # processes are not allowed to have children". It still ends with the main process
@@ -238,6 +240,25 @@ def _die_with_parent(parent_pid: int) -> None:
     # Under forkserver the parent is the fork server, which lives as long as the main process.
     if parent_pid and os.getppid() != parent_pid:  # it died before the request took effect
         _die_with_group(signal.SIGTERM, None)
+
+
+def _leave_forkserver_alive_pipe() -> None:
+    """Close this worker's copy of the fork server's "main process alive" pipe.
+
+    The fork server exits when every copy of that pipe's write end is closed: the main
+    process's, and the copy each process it starts inherits. While a worker held its copy the
+    server outlived a main process killed with SIGKILL, and so did every worker (their death
+    signal comes when the server ends), running and holding their children for ever.
+    """
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    # A loop this worker runs with forkserver then starts a fork server of its own.
+    server._forkserver_alive_fd = None
 
 
 def capture(exc: BaseException, where: str) -> Failure:

@@ -156,7 +156,17 @@ class Workers:
         process = self.ctx.Process(  # type: ignore[attr-defined]
             target=_worker.main, args=(child_sock, slot, config), name=f"ploop-{wid}", daemon=True
         )
-        process.start()
+        try:
+            process.start()
+        except BaseException:
+            # A start that fails (fork refused; spawn's resource tracker warning, an error
+            # under -W error) must not leave this socket's number in PARENT_FDS: a worker
+            # forked later closed whatever then had that number, once its own sentinel, and
+            # the main process waited for that live worker's exit for ever.
+            _worker.PARENT_FDS.discard(parent_sock.fileno())
+            parent_sock.close()
+            child_sock.close()
+            raise
         child_sock.close()
         with contextlib.suppress(OSError):  # both sides set it: no race with an early killpg
             os.setpgid(process.pid, process.pid)

@@ -24,8 +24,10 @@ def size(n: float | None) -> str:
 
 
 def times(x: float) -> str:
-    """A speedup: ``6.5x``; ``-`` when there is none."""
-    return f"{x:.1f}x" if math.isfinite(x) else "-"
+    """A speedup: ``6.5x``, ``0.03x`` under one; ``-`` when there is none."""
+    if not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}x" if x < 0.95 else f"{x:.1f}x"
 
 
 def percent(x: float | None, digits: int = 0) -> str:

@@ -3,8 +3,9 @@
 Sections: the headline (speedup, efficiency, wall against serial), the timeline (one lane per
 worker, one bar per task coloured by outcome, hover for the task and its time), CPU and RSS
 over time per worker, where the worker-seconds went, the slowest tasks, the tasks that did
-not pass, the expected speedup at other worker counts, the workers, and the comparison with
-an earlier run when there is one. The markup is well-formed XML as well as HTML.
+not pass, the expected speedup at other worker counts and the workers; the comparison with
+an earlier run, when there is one, comes right after the headline. The markup is
+well-formed XML as well as HTML.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._compare import Comparison
 from ._json import SCHEMA
 from ._markdown import MAX_FAILURES
 from ._run import RunReport
-from ._stats import RunStats, TaskStat, worker_order
+from ._stats import SHOWN_OUTCOMES, RunStats, TaskStat, worker_order
 
 CSS = (
     """
@@ -74,6 +75,8 @@ def render_html(report: RunReport, comparison: Comparison | None = None, top: in
     st = report.stats(top)
     body = [
         _header(report, st),
+        # A comparison, when there is one, is what the reader came for: right under the headline.
+        _comparison(comparison, report.noun) if comparison is not None else "",
         _timeline(report, st),
         _resources(report, st),
         _time_split(report, st),
@@ -81,7 +84,6 @@ def render_html(report: RunReport, comparison: Comparison | None = None, top: in
         _failures(report),
         _amdahl(st),
         _workers(st),
-        _comparison(comparison, report.noun) if comparison is not None else "",
         f"<footer>pytest-ploop {escape(__version__)} · record schema {SCHEMA} · "
         f"{escape(report.created)}</footer>",
     ]
@@ -116,7 +118,7 @@ def _header(report: RunReport, st: RunStats) -> str:
         _card(fmt.size(st.peak_rss), "peak RSS, all workers together"),
     ]
     outcomes = " ".join(
-        f'<span><i class="swatch {o}"></i> {st.counts[o]} {o.replace("_", " ")}</span>'
+        f'<span><i class="swatch {o}"></i> {st.counts[o]:,} {o.replace("_", " ")}</span>'
         for o in _svg.OUTCOME_COLOURS
         if st.counts.get(o)
     )
@@ -137,7 +139,7 @@ def _header(report: RunReport, st: RunStats) -> str:
         f" · {escape(report.created)}</div></header>"
         f'<section id="headline"><div class="cards">{"".join(cards)}</div>'
         f'<div class="versus">{versus}</div>'
-        f'<div class="outcomes">{st.tasks + st.counts["not_run"]} {noun}: {outcomes}</div>'
+        f'<div class="outcomes">{st.tasks + st.counts["not_run"]:,} {noun}: {outcomes}</div>'
         "</section>"
     )
 
@@ -151,26 +153,39 @@ def _legend(items: Sequence[tuple[str, str]], indent: bool = True) -> str:
 
 
 def _timeline(report: RunReport, st: RunStats) -> str:
-    rows = report.tasks()
-    lanes: dict[str, list[_svg.Bar]] = {w: [] for w in worker_order(report.record)}
-    for t in rows:
-        tip = f"{t.label} · {fmt.seconds(t.wall_s)} · {t.outcome} · {t.worker}"
-        tip += f" · {t.start:.2f}s to {t.end:.2f}s"
-        lanes.setdefault(t.worker, []).append(_svg.Bar(t.start, t.end, t.outcome, tip, t.index))
-    present = {t.outcome for t in rows}
-    legend = _legend(
-        [
-            (o.replace("_", " "), c)
-            for o, c in _svg.OUTCOME_COLOURS.items()
-            if o in present or o == "passed"
-        ]
-    )
+    cols = report.columns()
+    ids = report.record.tasks.worker_ids
+    label = report.label
+    lanes = []
+    for wid in worker_order(report.record):
+        mine = np.flatnonzero(cols.worker == ids.index(wid)) if wid in ids else cols.worker[:0]
+        mine = mine[np.argsort(cols.start[mine], kind="stable")]
+        lanes.append(
+            _svg.Lane(wid, cols.start[mine], cols.end[mine], cols.outcome[mine], mine,
+                      cols.index[mine])
+        )  # fmt: skip
+
+    def title(row: int) -> str:
+        start, end = float(cols.start[row]), float(cols.end[row])
+        return (
+            f"{label(int(cols.index[row]))} · {fmt.seconds(end - start)} · "
+            f"{SHOWN_OUTCOMES[cols.outcome[row]]} · {ids[cols.worker[row]]} · "
+            f"{start:.2f}s to {end:.2f}s"
+        )
+
+    def name(row: int) -> str:  # a test's name without its path: the bar is short
+        return label(int(cols.index[row])).rsplit("::", 1)[-1]
+
+    present = {SHOWN_OUTCOMES[c] for c in np.unique(cols.outcome).tolist()}
+    legend = _legend([(o.replace("_", " "), c) for o, c in _svg.OUTCOME_COLOURS.items()
+                      if o in present or o == "passed"])  # fmt: skip
+    drawing = _svg.timeline(lanes, st.wall_s, SHOWN_OUTCOMES, title, name)
     return (
         '<section id="timeline"><h2>Timeline</h2>'
         f'<p class="note">One lane per worker, one bar per {report.noun[:-1]}, coloured by '
         "outcome; hover over a bar for its name and time. Gaps are time the worker spent "
         f"outside {report.noun}: starting, waiting for work, or done before the others.</p>"
-        f"{legend}{_svg.timeline(list(lanes.items()), st.wall_s)}</section>"
+        f"{legend}{drawing}</section>"
     )
 
 
@@ -235,7 +250,11 @@ def _time_split(report: RunReport, st: RunStats) -> str:
         f"{fmt.seconds(sp.capacity_s)} of worker time. The load imbalance is "
         f"{_ratio(st.load_imbalance)} (the busiest worker's busy time over the mean; 1.00 is "
         f"even); the longest {report.noun[:-1]} took {fmt.seconds(st.critical_path_s)}, and no "
-        f"number of workers finishes sooner than that.</p>"
+        f"number of workers finishes sooner than that. The {report.noun} used "
+        f"{fmt.seconds(st.cpu_s)} of CPU in their {fmt.seconds(st.serial_s)} "
+        f"({fmt.percent(st.cpu_share)}): the rest of their time they waited, on I/O, sleeps or "
+        f"locks, or for a CPU ({fmt.count(st.cpus, 'CPU')} for "
+        f"{fmt.count(st.workers, 'worker')}).</p>"
         f"{_svg.stacked_bar(shown, sp.capacity_s)}{legend}</section>"
     )
 

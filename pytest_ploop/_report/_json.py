@@ -207,18 +207,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
             }
             for w in (rec.worker_info[k] for k in sorted(rec.worker_info))
         ],
-        "tasks": [
-            {
-                "index": t.index,
-                "label": t.label,
-                "worker": t.worker,
-                "start": _num(t.start),
-                "end": _num(t.end),
-                "cpu_s": _num(t.cpu_s),
-                "outcome": t.outcome,
-            }
-            for t in report.tasks()
-        ],
+        "tasks": _tasks(report),
         "samples": [
             {
                 "t": _num(s.t - t0),
@@ -234,6 +223,32 @@ def to_dict(report: RunReport) -> dict[str, Any]:
             for s in rec.samples
         ],
     }
+
+
+def _tasks(report: RunReport) -> list[dict[str, Any]]:
+    cols = report.columns()
+    ids = report.record.tasks.worker_ids
+    name = report.label
+    return [
+        {
+            "index": index,
+            "label": name(index),
+            "worker": ids[worker],
+            "start": round(start, _DIGITS),
+            "end": round(end, _DIGITS),
+            "cpu_s": round(cpu, _DIGITS),
+            "outcome": SHOWN_OUTCOMES[outcome],
+        }
+        for index, worker, start, end, cpu, outcome in zip(
+            cols.index.tolist(),
+            cols.worker.tolist(),
+            cols.start.tolist(),
+            cols.end.tolist(),
+            cols.cpu.tolist(),
+            cols.outcome.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def dumps(report: RunReport) -> str:

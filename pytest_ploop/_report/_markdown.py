@@ -31,7 +31,7 @@ def _table(head: list[str], rows: list[list[str]], numeric: Iterable[int] = ()) 
 
 def outcomes_text(counts: dict[str, int]) -> str:
     """``12 passed, 1 failed``, outcomes in their usual order, zeros left out."""
-    parts = [f"{counts[k]} {k.replace('_', ' ')}" for k in SHOWN_OUTCOMES if counts.get(k)]
+    parts = [f"{counts[k]:,} {k.replace('_', ' ')}" for k in SHOWN_OUTCOMES if counts.get(k)]
     return ", ".join(parts) or "none"
 
 
@@ -78,6 +78,10 @@ def _headline(report: RunReport, st: RunStats) -> list[str]:
         [
             "parallel overhead (worker-seconds not in " + noun + ")",
             f"{fmt.seconds(sp.overhead_s)} ({fmt.percent(st.overhead_fraction)})",
+        ],
+        [
+            f"CPU time of the {noun} (share of their time)",
+            f"{fmt.seconds(st.cpu_s)} ({fmt.percent(st.cpu_share)})",
         ],
         ["peak RSS (all workers)", fmt.size(st.peak_rss)],
         ["outcomes", outcomes_text(st.counts)],

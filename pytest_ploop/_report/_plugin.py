@@ -18,18 +18,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._engine import _worker
-from .._engine._record import RunRecord
 from .._errors import PloopError
-from . import format_of, read, write_reports
-from ._compare import Comparison, compare
-from ._markdown import render_markdown
-from ._run import RunReport
-from ._terminal import terminal_lines
+from ._files import format_of, write_reports
+
+# The rest of the report package (numpy, the renderers) is imported only once there is a
+# record to report: this plugin is registered in every pytest run, serial ones too.
+if TYPE_CHECKING:
+    from .._engine._record import RunRecord
+    from ._compare import Comparison
+    from ._run import RunReport
 
 SESSION_PLUGIN = "ploop-session"
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -105,6 +107,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_OutcomeRecorder(state.tests), "ploop-report-outcomes")
     if compare_path is not None:
         if Path(compare_path).exists():
+            from ._json import read
+
             try:
                 state.old = read(compare_path)
             except PloopError as exc:
@@ -220,6 +224,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = _record(config)
     if state is None or record is None:
         return
+    from ._compare import compare
+    from ._markdown import render_markdown
+    from ._run import RunReport
+
     report = state.report = RunReport(
         record, task_labels(session), kind="pytest", outcomes=task_outcomes(session, state.tests)
     )
@@ -242,6 +250,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Any
     state = config.stash.get(_STATE, None)
     if state is None or state.report is None:
         return result
+    from ._terminal import terminal_lines
+
     tr = terminalreporter
     tr.write_sep("-", "ploop")
     verbosity = int(config.getoption("verbose") or 0)

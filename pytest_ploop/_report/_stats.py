@@ -150,6 +150,12 @@ class RunStats:
     per_worker: tuple[WorkerStat, ...]
 
     @property
+    def cpu_share(self) -> float:
+        """The tasks' CPU time over their wall time: well under 1 when they waited (I/O,
+        sleeps, locks) or, CPU-bound, competed for too few CPUs."""
+        return self.cpu_s / self.serial_s if self.serial_s > 0 else math.nan
+
+    @property
     def overhead_fraction(self) -> float:
         """The share of worker-seconds not spent in tasks."""
         cap = self.split.capacity_s

@@ -4,14 +4,14 @@ curve, stacked bars. Every function returns markup that is also well-formed XML.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
 import numpy as np
 
 from . import _format as fmt
-from ._stats import Floats, RunStats, expected_speedup
+from ._stats import Floats, Ints, RunStats, expected_speedup
 
 OUTCOME_COLOURS = {
     "passed": "#3f9b58",
@@ -40,6 +40,7 @@ LEFT = 64  # room for lane names and axis labels
 RIGHT = 16
 LANE_H = 22
 MIN_BAR_PX = 1.0  # narrower tasks are drawn together with their neighbours
+GROUP_PX = 4.0  # ... in bars of about this width
 CHAR_PX = 6.2  # about the width of a character of a bar's label
 MAX_POINTS = 600  # per line; longer series keep each bucket's highest value
 
@@ -49,15 +50,16 @@ def colour(i: int) -> str:
     return SERIES_COLOURS[i % len(SERIES_COLOURS)]
 
 
-def nice_ticks(top: float, count: int = 8) -> list[float]:
+def nice_ticks(top: float, count: int = 8, cover: bool = False) -> list[float]:
     """Round values from 0 to about ``top`` for an axis: steps of 1, 2 or 5 times a power of
-    ten, about ``count`` of them."""
+    ten, about ``count`` of them; with ``cover`` the last one is at or above ``top``."""
     if not top > 0 or not math.isfinite(top):
         return [0.0]
     raw = top / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    return [round(i * step, 10) for i in range(int(top / step + 1e-9) + 1)]
+    last = math.ceil(top / step - 1e-9) if cover else int(top / step + 1e-9)
+    return [round(i * step, 10) for i in range(last + 1)]
 
 
 def _tick_text(x: float, unit: str) -> str:
@@ -66,14 +68,17 @@ def _tick_text(x: float, unit: str) -> str:
 
 
 @dataclass(frozen=True)
-class Bar:
-    """One task on a lane (times relative to the run's start)."""
+class Lane:
+    """One worker's tasks in the order they started: arrays of one length, times relative to
+    the run's start; ``rows`` are the tasks' positions in the task table (what the title
+    and name functions are called with), ``index`` their task indices."""
 
-    start: float
-    end: float
-    outcome: str
-    title: str
-    index: int
+    worker: str
+    start: Floats
+    end: Floats
+    outcome: Ints  # positions in the ``outcomes`` given to :func:`timeline`
+    rows: Ints
+    index: Ints
 
 
 def _x(t: float, wall: float) -> float:
@@ -98,10 +103,18 @@ def lane_height(lanes: int) -> int:
     return 30 if lanes <= 8 else LANE_H if lanes <= 32 else 12
 
 
-def timeline(lanes: Sequence[tuple[str, Sequence[Bar]]], wall: float) -> str:
-    """One lane per worker, one bar per task coloured by outcome, its ``<title>`` the tooltip.
-    Runs of tasks narrower than a pixel (thousands of tiny ones) are drawn as one bar each
-    and say how many they hold; a task of another outcome always gets its own bar."""
+def timeline(
+    lanes: Sequence[Lane],
+    wall: float,
+    outcomes: Sequence[str],
+    title: Callable[[int], str],
+    name: Callable[[int], str],
+) -> str:
+    """One lane per worker, one bar per task coloured by outcome, ``title(row)`` its tooltip
+    and ``name(row)`` its label when the bar is wide enough. Tasks narrower than a pixel
+    (thousands of tiny ones) are drawn together, a bar for each run of them of one outcome
+    within a few pixels, which says how many it holds: a failure is never hidden among
+    passes."""
     lane = lane_height(len(lanes))
     height = len(lanes) * lane
     parts = [
@@ -109,79 +122,120 @@ def timeline(lanes: Sequence[tuple[str, Sequence[Bar]]], wall: float) -> str:
         f'viewBox="0 0 {WIDTH} {height + 24}" role="img" aria-label="timeline of the workers">',
         time_axis(wall, 0, height),
     ]
-    for row, (worker, bars) in enumerate(lanes):
+    for row, tasks in enumerate(lanes):
         y = row * lane
         parts.append(
-            f'<g class="lane" data-worker="{escape(worker)}">'
+            f'<g class="lane" data-worker="{escape(tasks.worker)}">'
             f'<rect class="lane-bg" x="{LEFT}" y="{y + 2}" width="{WIDTH - LEFT - RIGHT}" '
             f'height="{lane - 4}"/>'
             f'<text class="lane-name" x="{LEFT - 8}" y="{y + lane / 2 + 4:.1f}" '
-            f'text-anchor="end">{escape(worker[:12])}<title>{escape(worker)}</title></text>'
+            f'text-anchor="end">{escape(tasks.worker[:12])}<title>{escape(tasks.worker)}</title>'
+            "</text>"
         )
-        parts += _bars(bars, wall, y, lane)
+        geometry = _Geometry(wall, y, lane)
+        for first, last in _groups(tasks, wall):
+            if first == last:
+                parts.append(_bar(tasks, first, outcomes, title, name, geometry))
+            else:
+                parts.append(_group(tasks, first, last, outcomes, title, geometry))
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _bars(bars: Sequence[Bar], wall: float, y: float, lane: int) -> list[str]:
-    out: list[str] = []
-    group: list[Bar] = []
+@dataclass(frozen=True)
+class _Geometry:
+    wall: float
+    y: float
+    lane: int
 
-    def flush() -> None:
-        if not group:
-            return
-        if len(group) == 1:
-            out.append(_bar(group[0], wall, y, lane))
-        else:
-            total = math.fsum(b.end - b.start for b in group)
-            x0, x1 = _x(group[0].start, wall), _x(group[-1].end, wall)
-            tip = (
-                f"{len(group)} {group[0].outcome} tasks drawn as one, {fmt.seconds(total)} "
-                f"in all: {group[0].title} ... {group[-1].title}"
-            )
-            out.append(
-                f'<rect class="task agg {group[0].outcome}" data-tasks="{len(group)}" '
-                f'x="{x0:.2f}" y="{y + _pad(lane)}" width="{max(x1 - x0, MIN_BAR_PX):.2f}" '
-                f'height="{lane - 2 * _pad(lane)}"><title>{escape(tip)}</title></rect>'
-            )
-        group.clear()
+    @property
+    def pad(self) -> int:
+        return 4 if self.lane >= 20 else 2
 
-    for bar in sorted(bars, key=lambda b: b.start):
-        narrow = _x(bar.end, wall) - _x(bar.start, wall) < MIN_BAR_PX
-        if not narrow:
-            flush()
-            out.append(_bar(bar, wall, y, lane))
-            continue
-        if group and (
-            group[0].outcome != bar.outcome or _x(bar.end, wall) - _x(group[0].start, wall) > 4
-        ):
-            flush()
-        group.append(bar)
-    flush()
-    return out
+    def rect(self, x0: float, x1: float) -> str:
+        return (
+            f'x="{x0:.2f}" y="{self.y + self.pad}" width="{max(x1 - x0, MIN_BAR_PX):.2f}" '
+            f'height="{self.lane - 2 * self.pad}"'
+        )
 
 
-def _pad(lane: int) -> int:
-    return 4 if lane >= 20 else 2
+def _px(t: Floats, wall: float) -> Floats:
+    scale = (WIDTH - LEFT - RIGHT) / wall if wall > 0 else 0.0
+    return LEFT + t * scale
 
 
-def _bar(bar: Bar, wall: float, y: float, lane: int) -> str:
-    x0, x1 = _x(bar.start, wall), _x(bar.end, wall)
+def _groups(tasks: Lane, wall: float) -> list[tuple[int, int]]:
+    """``(first, last)`` positions (in start order) of each bar to draw: a wide task alone,
+    a run of narrow ones of one outcome that start in the same ``GROUP_PX`` of the lane
+    together. Vectorised: a lane may hold tens of thousands of tasks."""
+    x0, x1 = _px(tasks.start, wall), _px(tasks.end, wall)
+    narrow = (x1 - x0) < MIN_BAR_PX
+    bucket = np.floor((x0 - LEFT) / GROUP_PX)
+    n = len(x0)
+    if not n:
+        return []
+    new = np.ones(n, dtype=bool)
+    new[1:] = ~(
+        narrow[1:]
+        & narrow[:-1]
+        & (bucket[1:] == bucket[:-1])
+        & (tasks.outcome[1:] == tasks.outcome[:-1])
+    )
+    firsts = np.flatnonzero(new)
+    lasts = np.append(firsts[1:] - 1, n - 1)
+    return list(zip(firsts.tolist(), lasts.tolist(), strict=True))
+
+
+def _group(
+    tasks: Lane,
+    first: int,
+    last: int,
+    outcomes: Sequence[str],
+    title: Callable[[int], str],
+    g: _Geometry,
+) -> str:
+    outcome = outcomes[tasks.outcome[first]]
+    count = last - first + 1
+    total = float((tasks.end[first : last + 1] - tasks.start[first : last + 1]).sum())
+    x0, x1 = (
+        _px(tasks.start[first : first + 1], g.wall)[0],
+        _px(tasks.end[last : last + 1], g.wall)[0],
+    )
+    tip = (
+        f"{count:,} {outcome.replace('_', ' ')} tasks, too short to draw one by one: "
+        f"{fmt.seconds(total)} in all, from {title(int(tasks.rows[first]))} "
+        f"to {title(int(tasks.rows[last]))}"
+    )
+    return (
+        f'<rect class="task agg {outcome}" data-tasks="{count}" {g.rect(x0, x1)}>'
+        f"<title>{escape(tip)}</title></rect>"
+    )
+
+
+def _bar(
+    tasks: Lane,
+    k: int,
+    outcomes: Sequence[str],
+    title: Callable[[int], str],
+    name: Callable[[int], str],
+    g: _Geometry,
+) -> str:
+    row = int(tasks.rows[k])
+    x0, x1 = _x(float(tasks.start[k]), g.wall), _x(float(tasks.end[k]), g.wall)
     fits = int((x1 - x0 - 8) / CHAR_PX)
-    name = bar.title.split(" · ", 1)[0].rsplit("::", 1)[-1]  # a test's name, not its path
     label = ""
-    if lane >= 20 and fits >= 6:
-        text = name if len(name) <= fits else name[: fits - 1] + "\u2026"
+    if g.lane >= 20 and fits >= 6:
+        text = name(row)
+        text = text if len(text) <= fits else text[: fits - 1] + "\u2026"
         label = (
-            f'<text class="bar-label" x="{x0 + 4:.2f}" y="{y + lane / 2 + 4:.1f}">'
+            f'<text class="bar-label" x="{x0 + 4:.2f}" y="{g.y + g.lane / 2 + 4:.1f}">'
             f"{escape(text)}</text>"
         )
+    outcome = outcomes[tasks.outcome[k]]
     return (
-        f'<rect class="task {bar.outcome}" data-index="{bar.index}" x="{x0:.2f}" '
-        f'y="{y + _pad(lane)}" width="{max(x1 - x0, MIN_BAR_PX):.2f}" '
-        f'height="{lane - 2 * _pad(lane)}">'
-        f"<title>{escape(bar.title)}</title></rect>" + label
+        f'<rect class="task {outcome}" data-index="{tasks.index[k]}" {g.rect(x0, x1)}>'
+        f"<title>{escape(title(row))}</title></rect>" + label
     )
 
 
@@ -202,7 +256,7 @@ def line_chart(
     height: int = 170,
 ) -> str:
     """Lines over the run's time, one per ``(name, t, values, dashed)``, y from 0 to ``top``."""
-    ticks = nice_ticks(top, 4)
+    ticks = nice_ticks(top, 4, cover=True)
     top = max(top, ticks[-1]) or 1.0
     parts = [
         f'<svg class="chart" width="{WIDTH}" height="{height + 24}" '
@@ -248,7 +302,7 @@ def amdahl_chart(st: RunStats, height: int = 260) -> str:
     top = max(max(est), measured, 1.0) * 1.25
     if bound <= 2 * top:  # show the cap when it is near; a far one would flatten the curve
         top = max(top, bound * 1.1)
-    ticks = nice_ticks(top, 5)
+    ticks = nice_ticks(top, 5, cover=True)
     top = max(top, ticks[-1])
     width = 560
     left, right = 48, 20

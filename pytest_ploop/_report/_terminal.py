@@ -19,10 +19,12 @@ from ._stats import RunStats
 
 
 def summary_line(report: RunReport) -> str:
-    """``ploop: N workers, W wall, S of tests -> X speedup (E efficiency)[, peak RSS R]``."""
+    """``ploop: N workers, W wall, S of tests -> X speedup (E efficiency)[, peak RSS R]``.
+
+    A fixed format, ``1 workers`` included, so that scripts can match it."""
     st = report.stats()
     line = (
-        f"ploop: {fmt.count(st.workers, 'worker')}, {fmt.seconds(st.wall_s)} wall, "
+        f"ploop: {st.workers} workers, {fmt.seconds(st.wall_s)} wall, "
         f"{fmt.seconds(st.serial_s)} of {report.noun} -> {fmt.times(st.speedup)} speedup "
         f"({fmt.percent(st.efficiency)} efficiency)"
     )
@@ -118,6 +120,9 @@ def where_the_time_went(st: RunStats, noun: str) -> list[str]:
         "    " + ", ".join(parts),
         f"  longest {noun[:-1]}: {fmt.seconds(st.critical_path_s)} (no worker count beats it)",
         f"  load imbalance: {_ratio(st.load_imbalance)} (busiest worker's busy time over the mean)",
+        f"  CPU: {noun} used {fmt.seconds(st.cpu_s)} of CPU in {fmt.seconds(st.serial_s)} "
+        f"({fmt.percent(st.cpu_share)}); the rest they waited (I/O, sleeps, or a CPU: "
+        f"{fmt.count(st.cpus, 'CPU')} for {fmt.count(st.workers, 'worker')})",
         f"  Amdahl estimate, workers: speedup: {estimate}"
         + ("" if math.isnan(fraction) else f" (serial fraction {fmt.percent(fraction, 1)})"),
     ]

@@ -85,14 +85,13 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _cluster(cwd: Path) -> Iterator[str]:
     """``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``, with the page's
-    settings; stopped (SIGTERM, then waited for) at the end."""
+    setting; stopped (SIGTERM, then waited for) at the end."""
     import distributed
 
     address = f"tcp://127.0.0.1:{_free_port()}"
     env = {
         **os.environ,
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-        "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
     }
     python_m = [sys.executable, "-m"]

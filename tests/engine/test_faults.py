@@ -89,12 +89,8 @@ def remote_text(exc: BaseException) -> str:
 # -- in the worker: where x how --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-@pytest.mark.parametrize("how", HOWS)
-@pytest.mark.parametrize("where", IN_WORKER)
-def test_a_fault_in_the_worker_fails_only_its_task(where: str, how: str, start_method: str) -> None:
-    err = run_matrix_case(where, how, start_method)
-    exc = err.failures[0].exception
+def check_exception(where: str, how: str, exc: BaseException, index: int) -> None:
+    """``exc`` is what a task that failed at ``where`` by ``how`` must be reported as."""
     if how == "raise":
         # The original exception, with the worker's traceback naming the failing function.
         assert type(exc) is ValueError
@@ -114,18 +110,49 @@ def test_a_fault_in_the_worker_fails_only_its_task(where: str, how: str, start_m
         assert "sys.exit(3)" in remote_text(exc.__cause__)
     elif how == "hang":
         assert isinstance(exc, ploop.TaskTimeout)
-        assert (exc.index, exc.timeout) == (FAULTY, TIMEOUT)
-        assert f"task {FAULTY} timed out after {TIMEOUT:g}s" in str(exc)
+        assert (exc.index, exc.timeout) == (index, TIMEOUT)
+        assert f"task {index} timed out after {TIMEOUT:g}s" in str(exc)
     else:
         assert isinstance(exc, ploop.WorkerCrashed)
-        assert exc.index == FAULTY
+        assert exc.index == index
         expected = {"os_exit": (7, None), "segfault": (None, "SIGSEGV"), "kill": (None, "SIGKILL")}
         assert (exc.exitcode, exc.signal) == expected[how]
         how_it_died = "exited with code 7" if how == "os_exit" else f"killed by {exc.signal}"
-        assert f"task {FAULTY}: the worker running it died ({how_it_died})" in str(exc)
+        assert f"task {index}: the worker running it died ({how_it_died})" in str(exc)
         if how == "segfault":
             # faulthandler's dump from the dying worker names the function.
             assert "Segmentation fault" in exc.detail and "fail_on" in exc.detail
+
+
+@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("where", IN_WORKER)
+def test_a_fault_in_the_worker_fails_only_its_task(where: str, how: str) -> None:
+    err = run_matrix_case(where, how, "fork")
+    check_exception(where, how, err.failures[0].exception, FAULTY)
+    assert err.failures[0].worker in ("w0", "w1")
+
+
+@pytest.mark.parametrize("where", IN_WORKER)
+def test_under_spawn_each_fault_in_the_worker_fails_only_its_task(where: str) -> None:
+    """The same cases with spawned workers, every HOW in one run (a spawned worker takes a
+    good part of a second to start): each faulty task between two that pass."""
+    items: list[Any] = [("ok", "", 0)]
+    faulty: dict[int, str] = {}
+    for how in HOWS:
+        faulty[len(items)] = how
+        items += [faulty_item(where, how), ("ok", "", len(items) + 1)]
+    with ploop.Pool(2, start_method="spawn", chunksize=1, timeout=TIMEOUT) as pool:
+        with pytest.raises(ploop.LoopError) as info:
+            pool.map(faults.run_case, items)
+        record = pool.last_run
+    err = info.value
+    assert {f.index: f.kind for f in err.failures} == {i: KIND[h] for i, h in faulty.items()}
+    for failure in err.failures:
+        check_exception(where, faulty[failure.index], failure.exception, failure.index)
+    assert err.results == [None if i in faulty else i for i in range(len(items))]
+    assert record is not None and record.start_method == "spawn"
+    # Four of the six faults end their worker; the run went on with new ones.
+    assert sum(len(info.pids) for info in record.worker_info.values()) >= 2 + 3
 
 
 # -- in the main process, and exceptions that cannot cross -----------------------------------
@@ -171,11 +198,10 @@ def test_an_exception_that_cannot_cross_keeps_its_type_and_text(
     assert "in run_case" in text and f"{type_name.rsplit('.', 1)[1]}: {message}" in text
 
 
-# -- a chunk of one, and many faults in one run ----------------------------------------------
+# -- many faults in one run ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_every_fault_in_one_run_each_task_gets_its_own_outcome(start_method: str) -> None:
+def test_every_fault_in_one_run_each_task_gets_its_own_outcome() -> None:
     items: list[Any] = []
     expected: dict[int, str] = {}
     for where in IN_WORKER:
@@ -184,10 +210,7 @@ def test_every_fault_in_one_run_each_task_gets_its_own_outcome(start_method: str
             items.append(faulty_item(where, how))
             items.append(("ok", "", len(items)))
     with pytest.raises(ploop.LoopError) as info:
-        ploop.map(
-            faults.run_case, items, workers=2, chunksize=1, timeout=TIMEOUT,
-            start_method=start_method,
-        )  # fmt: skip
+        ploop.map(faults.run_case, items, workers=3, chunksize=4, timeout=TIMEOUT)
     err = info.value
     assert {f.index: f.kind for f in err.failures} == expected
     assert err.results == [None if i in expected else i for i in range(len(items))]

@@ -121,7 +121,7 @@ class Project:
         """Start ``python -m pytest args`` (no cache), its output going to ``out``."""
         cmd = [sys.executable, "-m", "pytest", *NO_CACHE, *args]
         proc: subprocess.Popen[bytes] = self.pytester.popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT
+            cmd, stdout=out.fileno(), stderr=subprocess.STDOUT
         )
         return proc
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from plugin_support import Event, Project, outcomes
@@ -103,7 +104,7 @@ def test_ids(i, worker_id, testrun_uid, ploop_worker, tmp_path, tmp_path_factory
 """
 
 
-def _infos(path: Path) -> list[dict[str, object]]:
+def _infos(path: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(path.glob("ids-*.json"))]
 
 
@@ -114,7 +115,7 @@ def test_worker_ids_fixtures_and_variables(project: Project) -> None:
     assert len(first) == 8
     assert len({info["pid"] for info in first}) == 2
     for info in first:
-        wid, index, count = info["ploop_worker"]  # type: ignore[misc]
+        wid, index, count = info["ploop_worker"]
         assert (wid, count) == (f"w{index}", 2)
         assert info["worker_id"] == info["env"] == f"gw{index}"
         assert info["env_count"] == "2"
@@ -144,12 +145,12 @@ def test_tmp_path_is_unique_per_worker(project: Project, given: bool) -> None:
         ).assert_outcomes(passed=8)
     infos = _infos(project.path)
     assert len({info["tmp_path"] for info in infos}) == 8
-    basetemps: dict[object, set[object]] = defaultdict(set)
+    basetemps: dict[str, set[str]] = defaultdict(set)
     for info in infos:
         basetemps[info["worker_id"]].add(info["basetemp"])
-        assert Path(str(info["tmp_path"])).parent == Path(str(info["basetemp"]))
+        assert Path(info["tmp_path"]).parent == Path(info["basetemp"])
     assert len(basetemps) == 2
     (w0,), (w1,) = basetemps.values()
     assert w0 != w1
-    assert not Path(str(w0)).is_relative_to(str(w1))
-    assert not Path(str(w1)).is_relative_to(str(w0))
+    assert not Path(w0).is_relative_to(w1)
+    assert not Path(w1).is_relative_to(w0)

@@ -102,9 +102,9 @@ def test_workers_from_option_ini_or_environment(
     assert not ploop_lines(serial)
 
 
-SUMMARY = re.compile(
-    r"ploop: (\d+) workers, [\d.]+s wall, [\d.]+s of tasks -> [\d.]+x speedup \(\d+% efficiency\)"
-)
+# "ploop: 2 workers, 0.95s wall, 1.80s of tests -> 1.9x speedup (95% efficiency), ...": the
+# worker count and the speedup are what this line promises; the rest may grow.
+SUMMARY = re.compile(r"ploop: (\d+) workers, [\d.]+s wall, .*-> ([\d.]+)x speedup\b")
 
 
 def test_summary_line_gives_workers_and_speedup(project: Project) -> None:
@@ -124,9 +124,10 @@ def test_summary_line_gives_workers_and_speedup(project: Project) -> None:
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*- ploop -*", "ploop: 2 workers, *"])
     (line,) = ploop_lines(result)
-    match = SUMMARY.fullmatch(line)
+    match = SUMMARY.match(line)
     assert match, line
-    speedup = float(line.split("-> ")[1].split("x")[0])
+    assert match.group(1) == "2"
+    speedup = float(match.group(2))
     assert 1.3 < speedup <= 2.2  # six 0.3 s sleeps on two workers
 
 

@@ -8,8 +8,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from report_support import known_record, schema_errors
 
+from pytest_ploop.__main__ import main
 from pytest_ploop._report import RunReport, write_report
 from pytest_ploop._report._json import JSON_SCHEMA
 
@@ -73,19 +75,20 @@ def test_compare_and_the_regression_exit_status(tmp_path: Path) -> None:
     assert better.returncode == 0
 
 
-def test_usage_errors_exit_2(tmp_path: Path) -> None:
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # In this process (main() is what ``python -m`` runs): each case is a message and a status.
     run = _saved(tmp_path)
     (tmp_path / "other.txt").write_text("{}")
     cases = [
         (("report", tmp_path / "missing.json"), "cannot read the run record"),
         (("report", tmp_path / "other.txt"), "not a pytest-ploop run record"),
-        (("report", run, "--html", "out.md"), "--html out.md: the name must end in .html"),
+        (("report", run, "--html", tmp_path / "out.md"), "out.md: the name must end in .html"),
         (("report", run, "--fail-on-regression", "5"), "needs --compare"),
     ]
     for args, message in cases:
-        result = _cli(*args, cwd=tmp_path)
-        assert result.returncode == 2, (args, result.stdout)
-        assert message in result.stderr, (args, result.stderr)
+        assert main([str(a) for a in args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert not (tmp_path / "out.md").exists()
 
 
 def test_schema_prints_the_json_schema(tmp_path: Path) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 import pytest_ploop as ploop
-from pytest_ploop._report import RunReport, compute, read, render_html, write_report, write_reports
+from pytest_ploop._report import (
+    RunReport,
+    compute,
+    read,
+    render_html,
+    report_paths,
+    write_report,
+    write_reports,
+)
 
 
 def square_or_fail(x: int) -> int:
@@ -70,3 +78,11 @@ def test_an_unknown_extension_is_refused_before_anything_is_written(tmp_path: Pa
     with pytest.raises(ValueError, match=r"use a name ending in \.json, \.md or \.html"):
         write_report(pool.last_run, tmp_path / "run.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_paths_for_a_report_argument(tmp_path: Path) -> None:
+    assert report_paths(None) == []
+    assert report_paths("run.html") == [Path("run.html")]
+    assert report_paths([tmp_path / "a.json", "b.md"]) == [tmp_path / "a.json", Path("b.md")]
+    with pytest.raises(ValueError, match=r"run\.txt"):
+        report_paths(["run.html", "run.txt"])

@@ -123,7 +123,8 @@ def test_more_detail_with_verbose(suite: pytest.Pytester) -> None:
 
 
 def test_a_serial_run_writes_nothing(suite: pytest.Pytester) -> None:
-    result = suite.runpytest_subprocess(*PLUGIN, "--ploop-report=out.json", timeout=120)
+    # No workers, no record: in this process (pytester's in-process run) is enough.
+    result = suite.runpytest_inprocess(*PLUGIN, "--ploop-report=out.json")
     result.assert_outcomes(passed=8, failed=1, skipped=1)
     assert not (suite.path / "out.json").exists()
     assert not [line for line in result.outlines if line.startswith("ploop")]
@@ -152,17 +153,11 @@ def test_compare_and_fail_on_regression(suite: pytest.Pytester) -> None:
          "ploop: FAILED: a regression beyond 50%"]
     )  # fmt: skip
     assert "**Regression**: wall time grew" in (suite.path / "new.md").read_text()
-    # Compared the other way round, nothing regressed; without a threshold nothing fails.
+    # Compared the other way round, nothing regressed.
     _scale(suite.path / "base.json", 10_000)
     faster = _run(suite, "--ploop-compare=base.json", "--ploop-fail-on-regression=50")
     assert faster.ret == pytest.ExitCode.OK
     faster.stdout.fnmatch_lines(["ploop: compared with the earlier run: *: within 50%"])
-
-
-def test_a_missing_earlier_run_is_a_note(suite: pytest.Pytester) -> None:
-    result = _run(suite, "--ploop-compare=nothing.json", "--ploop-fail-on-regression=5")
-    result.assert_outcomes(passed=8, failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["ploop: no earlier run at nothing.json to compare with"])
 
 
 @pytest.mark.parametrize(
@@ -175,14 +170,18 @@ def test_a_missing_earlier_run_is_a_note(suite: pytest.Pytester) -> None:
     ],
 )
 def test_usage_errors(suite: pytest.Pytester, args: tuple[str, ...], message: str) -> None:
-    result = _run(suite, *args)
+    # Refused while pytest configures, before any worker: in this process.
+    result = suite.runpytest_inprocess("--ploop-workers=2", *PLUGIN, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
 
 
-def test_groups_of_tests_are_named_by_their_scope(suite: pytest.Pytester) -> None:
-    result = _run(suite, "--ploop-dist=scope", "--ploop-report=out.json")
+def test_groups_named_by_their_scope_and_a_missing_earlier_run(suite: pytest.Pytester) -> None:
+    result = _run(suite, "--ploop-dist=scope", "--ploop-report=out.json",
+                  "--ploop-compare=nothing.json", "--ploop-fail-on-regression=5")  # fmt: skip
     result.assert_outcomes(passed=8, failed=1, skipped=1)
+    # The first CI run has no earlier one: a note, not a failure.
+    result.stdout.fnmatch_lines(["ploop: no earlier run at nothing.json to compare with"])
     labels = {t["label"] for t in json.loads((suite.path / "out.json").read_text())["tasks"]}
     assert labels == {"test_suite.py (8 tests)", "test_suite.py::TestGroup (2 tests)"}
 

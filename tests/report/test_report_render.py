@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from report_support import issue_record, known_record, make_record
 
 from pytest_ploop._report import RunReport, render_html, render_markdown, terminal_lines
+from pytest_ploop._report._svg import nice_ticks
 from pytest_ploop._report._terminal import summary_line
 
 LABELS = {0: "test_a.py::test_one", 1: "test_a.py::test_two", 2: "test_b.py::test_<three>&"}
@@ -49,6 +50,7 @@ def test_one_line_by_default_details_with_verbosity() -> None:
     assert "longest test: 8.0s" in text
     assert "load imbalance: 1.14" in text
     assert "1: 1.0x, 2: 1.4x, 4: 1.8x, 8: 1.8x, 16: 1.8x (serial fraction 42.9%)" in text
+    assert "  CPU: tests used 11.0s of CPU in 14.0s (79%); the rest they waited" in text
 
 
 # -- Markdown -----------------------------------------------------------------------------
@@ -65,6 +67,7 @@ def test_markdown_summary() -> None:
         "| load imbalance (busiest worker / mean) | 1.14 |",
         "| parallel overhead (worker-seconds not in tests) | 6.0s (30%) |",
         "| peak RSS (all workers) | 450 B |",
+        "| CPU time of the tests (share of their time) | 11.0s (79%) |",
         "| outcomes | 2 passed, 1 failed |",
         "| w1 | 1 | 8.0s | 2.0s | 95% | 300 B | 0 B | 4 B | 0 |",
         "| 1 | 8.0s | w1 | passed | 300 B | `test_a.py::test_two` |",
@@ -180,3 +183,10 @@ def test_thousands_of_tiny_tasks_are_drawn_together() -> None:
     assert sum(int(b.get("data-tasks", 1)) for b in bars) == 20_000
     failed = [b for b in bars if "failed" in b.get("class", "")]
     assert [b.get("data-index") for b in failed] == ["777"]  # a failure is never hidden
+
+
+def test_axis_ticks_are_round_numbers() -> None:
+    assert nice_ticks(8.5) == [0, 2, 4, 6, 8]  # a time axis stops at the run's end
+    assert nice_ticks(0.23) == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert nice_ticks(97, 4, cover=True) == [0, 50, 100]  # a value axis covers the top
+    assert nice_ticks(0.0) == [0.0]

@@ -1,0 +1,89 @@
+"""Worker processes as the main process keeps them: starting, failing to start, replacing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import pytest_ploop as ploop
+from pytest_ploop._engine._workers import signal_name
+from tests import faults
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a process of its own: it kills multiprocessing's resource tracker, which this
+# process needs for its own spawn tests.
+FAILED_START = textwrap.dedent(
+    """
+    import gc, os, signal, sys, warnings
+    sys.path.insert(0, {root!r})
+    from multiprocessing import resource_tracker
+    import pytest_ploop as ploop
+    from pytest_ploop._engine import _worker
+    from tests import faults
+
+    def fds():
+        gc.collect()
+        return set(os.listdir("/proc/self/fd"))
+
+    if __name__ == "__main__":
+        warnings.simplefilter("error")  # as the test suite runs: a warning is an error
+        assert ploop.map(faults.square, [1, 2], workers=2, start_method="spawn") == [1, 4]
+        before = fds()
+        # The next spawn finds its helper dead and warns: the worker's start fails.
+        tracker = resource_tracker._resource_tracker._pid
+        os.kill(tracker, signal.SIGKILL)
+        os.waitpid(tracker, 0)  # dead, its end of the pipe closed: the next probe fails
+        try:
+            ploop.map(faults.square, [1, 2], workers=2, start_method="spawn")
+        except UserWarning as exc:
+            print("start failed:", exc)
+        else:
+            raise AssertionError("the worker's start did not fail")
+        assert not _worker.PARENT_FDS, f"stale descriptors: {{_worker.PARENT_FDS}}"
+        assert fds() <= before, fds() - before
+        for _ in range(10):  # forked workers close PARENT_FDS: it must hold nothing stale
+            assert ploop.map(faults.square, range(40), workers=3, chunksize=1) == [
+                x * x for x in range(40)
+            ]
+        print("ok")
+    """
+)
+
+
+def test_a_worker_that_fails_to_start_leaves_nothing_stale(tmp_path: Path) -> None:
+    script = tmp_path / "failed_start.py"
+    script.write_text(FAILED_START.format(root=str(ROOT)))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "start failed: resource_tracker: process died unexpectedly, relaunching.  Some "
+        "resources might leak.",
+        "ok",
+    ]
+
+
+def test_a_crashed_worker_is_replaced_in_its_slot_with_its_id() -> None:
+    with ploop.Pool(2, chunksize=1) as pool:
+        with pytest.raises(ploop.LoopError) as info:
+            pool.map(faults.fail_on, [("os_exit", 0), ("ok", 1), ("os_exit", 2), ("ok", 3)])
+        record = pool.last_run
+    assert record is not None
+    assert [f.index for f in info.value.failures] == [0, 2]
+    assert set(record.worker_info) <= {"w0", "w1"}
+    pids = [pid for info in record.worker_info.values() for pid in info.pids]
+    assert len(pids) == len(set(pids)) >= 3  # two crashed, at least one replacement
+    assert sum(info.restarts for info in record.worker_info.values()) >= 2
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "name"), [(None, None), (0, None), (3, None), (-11, "SIGSEGV"), (-9, "SIGKILL")]
+)
+def test_signal_name_reads_a_process_exit_code(exitcode: int | None, name: str | None) -> None:
+    assert signal_name(exitcode) == name
