@@ -60,3 +60,12 @@ def in_tmp(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> os.Pa
     """Run the test with the temporary directory as the working directory."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def not_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner pytest runs print as on a developer's terminal: under ``CI`` (or
+    ``BUILD_NUMBER``) pytest stops cutting the short summary's lines to the terminal width,
+    and tests that read that summary expect one line per test."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
