@@ -219,21 +219,34 @@ class Workers:
         self.slots.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def signal_stack_dump(self, handle: WorkerHandle, wait_s: float = 0.3) -> str:
+    def signal_stack_dump(self, handle: WorkerHandle, wait_s: float = 0.5) -> str:
         """Ask a (hung) worker for its stack via SIGUSR1 and return what it wrote."""
-        before = os.path.getsize(handle.dump_path) if os.path.exists(handle.dump_path) else 0
+
+        def size() -> int:
+            try:
+                return os.path.getsize(handle.dump_path)
+            except OSError:
+                return 0
+
+        before = size()
         with contextlib.suppress(OSError):
             os.kill(handle.pid, signal.SIGUSR1)
         deadline = time.monotonic() + wait_s
-        size = before
-        # A bounded wait for a file to grow: there is no event to wait on for faulthandler.
+        last = before
+        # A bounded wait for the file to grow and then stop growing: faulthandler writes the
+        # dump in pieces, and there is no event to wait on.
         while time.monotonic() < deadline:
-            size = os.path.getsize(handle.dump_path) if os.path.exists(handle.dump_path) else 0
-            if size > before:
-                time.sleep(0.02)  # let it finish writing the dump
+            time.sleep(0.02)
+            now = size()
+            if now > before and now == last:
                 break
-            time.sleep(0.01)
-        return handle.dump_text()[-(max(size - before, 0) or 8000) :] if size > before else ""
+            last = now
+        try:
+            with open(handle.dump_path, errors="replace") as f:
+                f.seek(before)
+                return f.read()
+        except OSError:
+            return ""
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
