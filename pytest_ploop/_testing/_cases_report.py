@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .._parametrize import Spec
+from ._reports import trim_stack
 
 FAILING = ("failed", "crashed", "timed_out", "not_run")
 ORDER = ("failed", "crashed", "timed_out", "not_run", "passed", "xpassed", "xfailed", "skipped")
@@ -77,27 +78,6 @@ def crash_text(exc: BaseException, worker: str) -> str:
     return f"ploop: worker {worker} died while running this case ({how})" + (
         f"\n\n{detail}" if detail else ""
     )
-
-
-def trim_stack(text: str, frames: int = 12) -> str:
-    """faulthandler's dump, each thread cut where the case's own frames end (below them:
-    pytest-ploop, pytest and multiprocessing machinery)."""
-    machinery = ("/_pytest/", "/pluggy/", "/pytest_ploop/", "/multiprocessing/")
-    out: list[str] = []
-    kept, cut = 0, False
-    for line in text.strip().splitlines():
-        if not line.startswith("  File"):
-            out.append(line)
-            kept, cut = 0, False
-        elif cut:
-            continue
-        elif kept >= frames or any(part in line for part in machinery):
-            out.append("  ...")
-            cut = True
-        else:
-            out.append(line)
-            kept += 1
-    return "\n".join(out)
 
 
 def cases(n: int) -> str:

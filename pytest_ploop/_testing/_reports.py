@@ -103,3 +103,24 @@ def last_output(run_dir: str, worker_id: str, live: Collection[int], limit: int 
                     text = "...\n" + text[-limit:].split("\n", 1)[-1]
                 parts.append(f"last output on {name}:\n{text.rstrip()}")
     return "\n\n".join(parts)
+
+
+def trim_stack(text: str, frames: int = 12) -> str:
+    """faulthandler's dump, each thread cut where the test's (or case's) own frames end:
+    below them is the worker's machinery (pytest, pluggy, pytest-ploop, multiprocessing)."""
+    machinery = ("/_pytest/", "/pluggy/", "/pytest_ploop/", "/multiprocessing/")
+    out: list[str] = []
+    kept, cut = 0, False
+    for line in text.strip().splitlines():
+        if not line.startswith("  File"):
+            out.append(line)
+            kept, cut = 0, False
+        elif cut:
+            continue
+        elif kept >= frames or any(part in line for part in machinery):
+            out.append("  ...")
+            cut = True
+        else:
+            out.append(line)
+            kept += 1
+    return "\n".join(out)

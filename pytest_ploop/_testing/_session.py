@@ -35,7 +35,13 @@ from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _durations
 from ._remote import TestRunner
-from ._reports import deserialize_report, deserialize_warning, failed_report, last_output
+from ._reports import (
+    deserialize_report,
+    deserialize_warning,
+    failed_report,
+    last_output,
+    trim_stack,
+)
 from ._settings import Settings
 
 _STEPWISE_KEY = "cache/stepwise"  # where pytest's --sw keeps the test to resume from
@@ -412,36 +418,15 @@ def _check_given_run_dir() -> None:
 def _crash_text(exc: WorkerCrashed | TaskTimeout, worker: str) -> str:
     if isinstance(exc, TaskTimeout):
         head = f"ploop: this test timed out after {exc.timeout:g}s; worker {worker} was killed"
-        stack = _trim_stack(exc.stack)
+        stack = trim_stack(exc.stack)
         return head + (
             "\n\nstack of the worker (most recent call first):\n" + stack if stack else ""
         )
     how = f"killed by {exc.signal}" if exc.signal else f"exited with code {exc.exitcode}"
     text = f"ploop: worker {worker} crashed while running this test ({how})"
     if exc.detail:
-        text += "\n\n" + _trim_stack(exc.detail)
+        text += "\n\n" + trim_stack(exc.detail)
     return text
-
-
-def _trim_stack(text: str, frames: int = 12) -> str:
-    """faulthandler's dump, each thread cut where the test's own frames end: what is below
-    is the worker's machinery (pytest's run-test protocol, pluggy, the engine)."""
-    machinery = ("/_pytest/", "/pluggy/", "/pytest_ploop/", "/multiprocessing/")
-    out: list[str] = []
-    kept, cut = 0, False
-    for line in text.splitlines():
-        if not line.startswith("  File"):
-            out.append(line)
-            kept, cut = 0, False
-        elif cut:
-            continue
-        elif kept >= frames or any(part in line for part in machinery):
-            out.append("  ...")
-            cut = True
-        else:
-            out.append(line)
-            kept += 1
-    return "\n".join(out)
 
 
 def _basetemp(config: pytest.Config) -> Path | None:
