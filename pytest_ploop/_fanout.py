@@ -38,6 +38,7 @@ from typing import Any
 
 import filelock
 
+from ._backends import LoopRun, open_dask
 from ._engine import _worker
 from ._engine._cpus import available_cpus
 from ._engine._inline import InlineRun
@@ -171,9 +172,12 @@ class Plan:
     schedule: str = "dynamic"
     order: Sequence[int] | None = None  # positions in dispatch order (longest first)
     inline: bool = False  # in the calling process (a direct call with workers=1)
+    backend: str = "local"  # or "dask": the cases are pickled to a Dask cluster's workers
+    address: str | None = None  # the Dask scheduler; None: a local cluster for this run
+    dask: Any = None  # an open DaskBackend to run on (kept open), instead of address
 
 
-def run(fn: Callable[[int], Any], items: list[int], plan: Plan) -> Run | InlineRun:
+def run(fn: Callable[[int], Any], items: list[int], plan: Plan) -> LoopRun:
     """Run ``fn`` on every case index in ``items``; return the finished run (outcomes by
     position in ``items``, and the run record)."""
     in_worker = _worker._SOCK is not None  # this process is a worker (see Slots.from_env)
@@ -190,6 +194,8 @@ def run(fn: Callable[[int], Any], items: list[int], plan: Plan) -> Run | InlineR
         # Within the budget every process counts: one thread each for numeric libraries.
         threads_per_worker=max(1, available_cpus() // slots.size) if slots is not None else None,
     )
+    if plan.backend == "dask" and items:
+        return _run_on_dask(fn, items, plan, replace(options, workers=cap))
     if plan.inline or not items or not hasattr(os, "fork"):
         inline = InlineRun(fn, items, options)
         try:
@@ -215,7 +221,27 @@ def run(fn: Callable[[int], Any], items: list[int], plan: Plan) -> Run | InlineR
     return task_run
 
 
-def _settle_the_rest(task_run: Run | InlineRun, items: list[int]) -> None:
+def _run_on_dask(
+    fn: Callable[[int], Any], items: list[int], plan: Plan, options: RunOptions
+) -> LoopRun:
+    """The cases on a Dask cluster: ``fn`` (which holds them) is pickled to its workers, no
+    process is forked here and the fan-out budget does not apply (the cluster has its own
+    workers). A local cluster of ``options.workers`` processes lives for this run only."""
+    backend = plan.dask if plan.dask is not None else open_dask(plan.address, options.workers)
+    try:
+        task_run = backend.run(fn, items, replace(options, threads_per_worker=None))
+        try:
+            task_run.run_to_end()
+        finally:
+            task_run.finish()
+    finally:
+        if plan.dask is None:
+            backend.close()
+    _settle_the_rest(task_run, items)
+    return task_run
+
+
+def _settle_the_rest(task_run: LoopRun, items: list[int]) -> None:
     """Give the cases the run never took from its input (it stopped first: fail_fast, an
     interrupt) their ``not_run`` outcome: every case ends with exactly one."""
     settled = set(task_run.outcomes.failures)
@@ -259,7 +285,7 @@ def _resize(task_run: Run, slots: Slots, cap: int) -> None:
         task_run.record.workers = max(task_run.record.workers, have)
 
 
-def reraise_interrupt(task_run: Run | InlineRun) -> None:
+def reraise_interrupt(task_run: LoopRun) -> None:
     """After a run: re-raise what stopped it from outside (as ``ploop.map`` does)."""
     __tracebackhide__ = True
     if task_run.fatal is not None:

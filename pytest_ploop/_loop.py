@@ -3,6 +3,10 @@
 Every call is one *run*: the function over the input, on the workers, ending with exactly one
 outcome per task taken from the input and a run record. The call returns the results when
 every task passed, and raises :class:`~pytest_ploop.LoopError` otherwise.
+
+Where the tasks run is the pool's *backend*: ``"local"`` (the engine's worker processes) or
+``"dask"`` (a Dask distributed cluster, ``_backends``). Both give runs with one interface
+(``_backends.LoopRun``), which this module drives the same way.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import functools
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._backends import LoopRun, check_backend, open_dask
 from ._engine._cpus import resolve_workers
 from ._engine._inline import InlineRun
 from ._engine._outcomes import failure_message
@@ -22,6 +28,10 @@ from ._engine._schedule import SCHEDULES, longest_first
 from ._engine._workers import START_METHODS, Workers
 from ._errors import LoopError, PloopError
 from ._progress import Progress
+from ._report._files import ReportOption, report_paths
+
+if TYPE_CHECKING:
+    from ._backends._dask import DaskBackend
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,6 +54,7 @@ class _Options:
     grace: float = 5.0
     progress: bool = False
     cost: Callable[[Any], float] | RunRecord | None = None
+    report: tuple[Path, ...] = ()
 
 
 def _options(
@@ -58,6 +69,7 @@ def _options(
     grace: float = _UNSET,
     progress: bool = _UNSET,
     cost: Callable[[Any], float] | RunRecord | None = _UNSET,
+    report: ReportOption = _UNSET,
 ) -> _Options:
     """Validate options (those given override ``base``); raise with the fix when one is off."""
     given: dict[str, Any] = {
@@ -68,6 +80,13 @@ def _options(
         ).items()
         if v is not _UNSET
     }  # fmt: skip
+    if report is not _UNSET:  # a wrong extension fails now, not after the run
+        try:
+            given["report"] = tuple(report_paths(report))
+        except TypeError:
+            raise TypeError(
+                f"report={report!r} must be a path (str or os.PathLike), a list of paths, or None"
+            ) from None
     if workers is not _UNSET or base is None:
         given["workers"] = resolve_workers(None if workers is _UNSET else workers)
     opts = replace(base, **given) if base is not None else _Options(**given)
@@ -131,7 +150,14 @@ class Pool:
 
     Workers start on the first call (only as many as there are tasks, up to ``workers``) and
     stay until :meth:`close`; a worker that crashes is replaced. Options given here are the
-    defaults of every call; each call can override them.
+    defaults of every call; each call can override them (all but ``backend`` and
+    ``address``, which are the pool's).
+
+    With ``backend="dask"`` the tasks run on a Dask distributed cluster, with the same
+    outcomes, :class:`~pytest_ploop.LoopError` and run record (docs/dask.md says what differs):
+    without ``address`` the pool starts a ``LocalCluster`` of ``workers`` processes (one
+    thread each, no dashboard) at its first call and closes it in :meth:`close`; with one it
+    connects to that scheduler and leaves the cluster running.
 
     Args:
         workers: how many worker processes: an int, or ``"auto"`` (the default) for the CPUs
@@ -148,9 +174,19 @@ class Pool:
         progress: show a progress bar on stderr (tqdm where installed).
         cost: for ``schedule="lpt"``: a function giving an item's expected seconds, or the
             run record of an earlier run over the same items (``pool.last_run``).
+        backend: ``"local"`` (the default: worker processes of this machine) or ``"dask"``
+            (``pip install "pytest-ploop[dask]"``).
+        address: with ``backend="dask"``, the scheduler, such as ``"tcp://scheduler:8786"``;
+            ``None`` starts a local cluster. ``workers`` is ignored with an address (the
+            cluster has its own workers), and ``start_method`` is refused on Dask.
+        report: write each call's run record to this file, or to each of these files, in the
+            format its extension names (``.json``, ``.md``, ``.html``), also when the call
+            raises; a later call overwrites them (give a call its own ``report=``).
 
     Raises:
-        ValueError, TypeError: an option is out of range; the message says the fix.
+        ValueError, TypeError: an option is out of range (a report name whose format is
+            unknown, an unknown backend); the message says the fix.
+        PloopError: ``backend="dask"`` without Dask distributed installed (at the first call).
 
     Example:
         >>> import operator
@@ -174,15 +210,24 @@ class Pool:
         grace: float = 5.0,
         progress: bool = False,
         cost: Callable[[Any], float] | RunRecord | None = None,
+        backend: str = "local",
+        address: str | None = None,
+        report: ReportOption = None,
     ) -> None:
+        check_backend(backend, address)
+        self._backend = backend
+        self._address = address
         self._defaults = _options(
             workers=workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule,
             chunksize=chunksize, start_method=start_method, grace=grace, progress=progress,
-            cost=cost,
+            cost=cost, report=report,
         )  # fmt: skip
+        self._check_backend_options(self._defaults)
         self._workers: Workers | None = None
+        self._dask: DaskBackend | None = None  # the Dask connection, opened at the first call
         self._closed = False
-        self._running: Run | None = None  # the call that has the workers now
+        self._running: LoopRun | None = None  # the call that has the workers now
+        self._reports: dict[int, tuple[Path, ...]] = {}  # id(run) -> where its report goes
         self.last_run: RunRecord | None = None
         """The run record of the last call (also after it raised)."""
 
@@ -253,11 +298,15 @@ class Pool:
         return functools.reduce(reduce, it, initial)
 
     def close(self) -> None:
-        """Stop the workers (they finish nothing more) and release them."""
+        """Stop the workers (they finish nothing more) and release them; on Dask, close the
+        local cluster the pool started, or disconnect from the one it connected to."""
         self._closed = True
         if self._workers is not None:
             self._workers.close()
             self._workers = None
+        if self._dask is not None:
+            dask, self._dask = self._dask, None
+            dask.close()
 
     terminate = close
 
@@ -282,16 +331,32 @@ class Pool:
             self._workers = Workers(method)
         return self._workers
 
+    def _dask_backend(self, workers: int) -> DaskBackend:
+        """The pool's Dask connection (a local cluster of ``workers`` processes, without an
+        address), opened at its first call and kept until :meth:`close`."""
+        if self._closed:
+            raise ValueError("this Pool is closed; create a new one")
+        if self._dask is None:
+            self._dask = open_dask(self._address, None if self._address else workers)
+        return self._dask
+
+    def _check_backend_options(self, opts: _Options) -> None:
+        if self._backend == "dask" and opts.start_method is not None:
+            raise ValueError(
+                f"start_method={opts.start_method!r} does not apply to backend='dask': the "
+                "cluster starts its own worker processes; leave start_method out"
+            )
+
     def _check(self, fn: Any, items: Any, overrides: dict[str, Any]) -> _Options:
         _check_call(fn, items)
         unknown = set(overrides) - set(_Options.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return _options(self._defaults, **overrides)
+        opts = _options(self._defaults, **overrides)
+        self._check_backend_options(opts)
+        return opts
 
-    def _start(
-        self, fn: Any, items: Any, overrides: dict[str, Any], stream: bool
-    ) -> Run | InlineRun:
+    def _start(self, fn: Any, items: Any, overrides: dict[str, Any], stream: bool) -> LoopRun:
         opts = self._check(fn, items, overrides)
         order = None
         if opts.schedule == "lpt" and opts.workers > 1:
@@ -309,8 +374,10 @@ class Pool:
             order=order,
         )
         self._progress = Progress() if opts.progress else None
-        if opts.workers == 1:
-            return InlineRun(fn, items, run_options, self._progress)
+        if opts.workers == 1 and self._backend == "local":
+            run: LoopRun = InlineRun(fn, items, run_options, self._progress)
+            self._reports[id(run)] = opts.report
+            return run
         if self._running is not None:
             # A run owns the workers until it ends: a second one on them took the first
             # one's results for its own (and the first lost them).
@@ -319,18 +386,31 @@ class Pool:
                 "iterated to its end): finish iterating it or close() it first; a Pool runs "
                 "one call at a time (use a second Pool to run two at once)"
             )
-        self._running = Run(self._engine(opts.start_method), fn, items, run_options, self._progress)
+        if self._backend == "dask":
+            # One call at a time here too: a run holds the signal handlers until it ends.
+            dask = self._dask_backend(opts.workers)
+            self._running = dask.run(fn, items, run_options, self._progress)
+        else:
+            self._running = Run(
+                self._engine(opts.start_method), fn, items, run_options, self._progress
+            )
+        self._reports[id(self._running)] = opts.report
         return self._running
 
-    def _finish(self, run: Run | InlineRun) -> None:
+    def _finish(self, run: LoopRun) -> None:
         if run is self._running:
             self._running = None
         run.finish()
         self.last_run = run.record
         if self._progress is not None:
             self._progress.close()
+        reports = self._reports.pop(id(run), ())
+        if reports:  # before the call returns or raises (LoopError, Ctrl-C)
+            from ._report import write_reports
 
-    def _conclude(self, run: Run | InlineRun, results: list[Any] | None) -> None:
+            write_reports(run.record, reports)
+
+    def _conclude(self, run: LoopRun, results: list[Any] | None) -> None:
         __tracebackhide__ = True
         if run.fatal is not None:
             raise run.fatal
@@ -422,25 +502,35 @@ def map(
     grace: float = 5.0,
     progress: bool = False,
     cost: Callable[[Any], float] | RunRecord | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    report: ReportOption = None,
 ) -> list[R]:
     """Apply ``fn`` to every item in worker processes; return the results in input order.
 
     Workers are forked for the call (so ``fn`` may be a lambda or a closure under ``fork``) and
-    gone when it returns. Options as for :class:`Pool`.
+    gone when it returns. Options as for :class:`Pool`: ``backend="dask"`` runs the tasks on
+    a Dask cluster (``address``, or a local cluster started and closed by the call), and
+    ``report="run.html"`` (or a list of ``.json``, ``.md``, ``.html`` names) writes the run
+    record there, also when the call raises.
 
     Raises:
         LoopError: any task did not pass (failed, crashed, timed out, not run); it holds one
             exception per such task and ``err.results`` with the results of the others.
         KeyboardInterrupt: Ctrl-C; the first drains the tasks in flight, a second stops now.
-        TypeError, ValueError: bad input, with the fix in the message.
+        TypeError, ValueError: bad input, with the fix in the message (before anything runs).
+        PloopError: ``backend="dask"`` without Dask distributed installed.
 
     Example:
         >>> import pytest_ploop as ploop
         >>> ploop.map(abs, [-3, -2, -1], workers=2)
         [3, 2, 1]
+        >>> ploop.map(abs, [-3, -2], workers=2, backend="dask")  # doctest: +SKIP
+        [3, 2]
     """
     with Pool(
         workers, timeout=timeout, fail_fast=fail_fast, schedule=schedule, chunksize=chunksize,
-        start_method=start_method, grace=grace, progress=progress, cost=cost,
+        start_method=start_method, grace=grace, progress=progress, cost=cost, backend=backend,
+        address=address, report=report,
     ) as pool:  # fmt: skip
         return pool.map(fn, items)

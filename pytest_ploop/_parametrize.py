@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _fanout
+from ._backends import check_backend
 from ._case_spec import (
     Case,
     XFail,
@@ -58,6 +59,8 @@ class Spec:
     fail_fast: bool
     schedule: str | None
     signature: inspect.Signature  # the function's, without the parametrized names
+    backend: str | None = None  # None: --ploop-backend in pytest, else "local"
+    address: str | None = None  # the Dask scheduler's, with backend="dask"
 
     @property
     def name(self) -> str:
@@ -76,6 +79,8 @@ def parametrize_parallel(
     timeout: float | None = None,
     fail_fast: bool = False,
     schedule: str | None = None,
+    backend: str | None = None,
+    address: str | None = None,
 ) -> Callable[[Callable[..., R]], Callable[..., list[R]]]:
     """Run a test's (or any function's) cases in worker processes, with one report.
 
@@ -109,6 +114,12 @@ def parametrize_parallel(
         schedule: ``"dynamic"``, ``"static"``, ``"guided"``, or ``"lpt"`` (longest first by
             the durations the pytest cache recorded in an earlier run). ``None``: ``"lpt"``
             when durations are recorded, else ``"dynamic"``.
+        backend: ``"local"`` (forked workers) or ``"dask"`` (a Dask distributed cluster;
+            the cases and the fixture values are then pickled to its workers: see
+            docs/dask.md). ``None``: ``--ploop-backend`` in pytest, else ``"local"``.
+        address: with ``backend="dask"``, the scheduler (``"tcp://host:8786"``); ``None``:
+            the cluster of ``--ploop-backend=dask://HOST:PORT`` in pytest, else a local
+            cluster of ``workers`` processes, started for the call (in pytest: once per run).
 
     Returns:
         A decorator. The function it returns runs every case when called.
@@ -131,6 +142,9 @@ def parametrize_parallel(
     names, force_tuple = parse_names(argnames)
     values = list(argvalues)
     options = _check_options(workers, timeout, fail_fast, schedule, ids)
+    if backend is not None or address is not None:
+        check_backend(backend or "local", address, "parametrize_parallel: ")
+        options.update(backend=backend, address=address)
 
     def decorate(fn: Callable[..., R]) -> Callable[..., list[R]]:
         spec = _make_spec(fn, names, force_tuple, values, ids, options)
@@ -295,7 +309,9 @@ def call_plain(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> lis
         timeout=spec.timeout,
         fail_fast=spec.fail_fast,
         schedule=spec.schedule if spec.schedule in SCHEDULES else "dynamic",
-        inline=spec.workers == 1,
+        inline=spec.workers == 1 and spec.backend != "dask",
+        backend=spec.backend or "local",
+        address=spec.address,
     )
     run = _fanout.run(task, runnable, plan)
     for batch in run.outcomes.ready:

@@ -8,6 +8,11 @@ refused: values are unpickled from it, so it must be as private as the process i
 
 File locks are ``flock`` locks: the kernel releases them when their holder dies, so a worker
 that crashed while holding one deadlocks nobody.
+
+Inside a task that a ploop run sent to a Dask worker (``backend="dask"``), file locks would
+not cross machines, nor even the cluster's worker processes (each has its own run directory):
+there :class:`lock` and :class:`semaphore` take the cluster's ``distributed.Semaphore`` of the
+same name instead (``_backends._dask_sync``). ``run_once`` and ``once`` stay per process there.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import pickle
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ContextDecorator
+from contextlib import AbstractContextManager, ContextDecorator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,6 +105,30 @@ def _me() -> str:
     return f"worker {worker} (pid {os.getpid()})" + (f" running {test}" if test else "")
 
 
+def _on_cluster(
+    name: str, slots: int, timeout: float | None
+) -> AbstractContextManager[None] | None:
+    """In a task of a ploop run on a Dask worker: the cluster-wide semaphore ``name``,
+    acquired; elsewhere ``None`` (the file locks apply)."""
+    task = sys.modules.get("pytest_ploop._backends._dask_task")
+    if task is None or not task.in_ploop_task():
+        return None  # not imported: no Dask task of ploop's runs in this process
+    from ._backends._dask_sync import dask_semaphore
+
+    held = dask_semaphore(name, slots, timeout)
+    held.__enter__()
+    return held
+
+
+def _release(held: filelock.FileLock | AbstractContextManager[None]) -> None:
+    if isinstance(held, filelock.BaseFileLock):
+        with contextlib.suppress(OSError):
+            Path(held.lock_file).with_suffix(".holder").unlink()
+        held.release()
+    else:
+        held.__exit__(None, None, None)
+
+
 def _holder(path: Path) -> str:
     try:
         return path.with_suffix(".holder").read_text().strip() or "unknown"
@@ -116,6 +146,10 @@ class lock(ContextDecorator):
     Raises:
         LockTimeout: not acquired within ``timeout``; it names the holder's worker and test.
 
+    On the Dask backend (in a task that ``ploop.map(..., backend="dask")`` runs), it is the
+    cluster-wide ``distributed.Semaphore`` of one slot with this name, shared by every run
+    on the cluster.
+
     Example:
         >>> import pytest_ploop as ploop
         >>> with ploop.lock("database"):
@@ -125,9 +159,13 @@ class lock(ContextDecorator):
     def __init__(self, name: str, timeout: float | None = None) -> None:
         self.name = name
         self.timeout = timeout
-        self._held: list[filelock.FileLock] = []
+        self._held: list[filelock.FileLock | AbstractContextManager[None]] = []
 
     def __enter__(self) -> lock:
+        held = _on_cluster(self.name, 1, self.timeout)
+        if held is not None:
+            self._held.append(held)
+            return self
         path = _file("lock", self.name)
         flock = filelock.FileLock(str(path), is_singleton=False)
         try:
@@ -139,10 +177,7 @@ class lock(ContextDecorator):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        flock = self._held.pop()
-        with contextlib.suppress(OSError):
-            Path(flock.lock_file).with_suffix(".holder").unlink()
-        flock.release()
+        _release(self._held.pop())
 
 
 class semaphore(ContextDecorator):
@@ -156,6 +191,9 @@ class semaphore(ContextDecorator):
     Raises:
         LockTimeout: no slot within ``timeout``; it names the holders.
 
+    On the Dask backend it is the cluster-wide ``distributed.Semaphore`` of this name (every
+    user of a name must give the same ``slots``), as for :class:`lock`.
+
     Example:
         >>> import pytest_ploop as ploop
         >>> with ploop.semaphore("gpu", slots=2):
@@ -168,9 +206,13 @@ class semaphore(ContextDecorator):
         self.name = name
         self.slots = slots
         self.timeout = timeout
-        self._held: list[filelock.FileLock] = []
+        self._held: list[filelock.FileLock | AbstractContextManager[None]] = []
 
     def __enter__(self) -> semaphore:
+        held = _on_cluster(self.name, self.slots, self.timeout)
+        if held is not None:
+            self._held.append(held)
+            return self
         paths = [_file("sem", f"{self.name}#{i}") for i in range(self.slots)]
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
@@ -189,10 +231,7 @@ class semaphore(ContextDecorator):
             time.sleep(_POLL_S)  # no event to wait on for "any of N files is free"
 
     def __exit__(self, *exc: object) -> None:
-        flock = self._held.pop()
-        with contextlib.suppress(OSError):
-            Path(flock.lock_file).with_suffix(".holder").unlink()
-        flock.release()
+        _release(self._held.pop())
 
 
 def run_once(key: str, fn: Callable[[], T], teardown: Callable[[T], object] | None = None) -> T:

@@ -21,9 +21,29 @@ from .._errors import PloopError
 if TYPE_CHECKING:
     from ._dask import DaskBackend, DaskRun
 
-__all__ = ["LoopRun", "make_dask_run", "open_dask"]
+__all__ = ["BACKENDS", "LoopRun", "check_backend", "make_dask_run", "open_dask"]
 
 DASK_EXTRA_HINT = 'backend="dask" needs Dask distributed: pip install "pytest-ploop[dask]"'
+BACKENDS = ("local", "dask")
+
+
+def check_backend(backend: object, address: object, where: str = "") -> None:
+    """Raise ``ValueError`` (``TypeError`` for a wrong type) unless ``backend`` is one of
+    :data:`BACKENDS` and ``address`` is ``None`` or, with ``backend="dask"``, a string."""
+    if backend not in BACKENDS:
+        choices = ", ".join(repr(b) for b in BACKENDS)
+        raise ValueError(f"{where}backend={backend!r} is not one of {choices}")
+    if address is None:
+        return
+    if backend != "dask":
+        raise ValueError(
+            f"{where}address={address!r} is the Dask scheduler's: it needs backend='dask'"
+        )
+    if not isinstance(address, str) or not address:
+        raise TypeError(
+            f"{where}address={address!r} must be the scheduler's address, such as "
+            "'tcp://scheduler:8786', or None for a local cluster"
+        )
 
 
 class LoopRun(Protocol):
@@ -37,6 +57,7 @@ class LoopRun(Protocol):
     consumed: int
     delivered: int
     total: int | None
+    stop_reason: str
 
     @property
     def done(self) -> bool: ...

@@ -37,6 +37,8 @@ _CANCELLED: OrderedDict[str, None] = OrderedDict()
 _STARTED: OrderedDict[str, set[int]] = OrderedDict()  # run -> its batches that started here
 _RUNNING: dict[tuple[str, int], _Batch] = {}
 _LOCK = threading.Lock()  # guards the four above: batches run in several threads of a worker
+# The run whose task this thread is running (``ploop.lock`` then takes a cluster-wide lock).
+_CURRENT = threading.local()
 
 
 @dataclass
@@ -133,6 +135,12 @@ def capture(exc: BaseException, where: str) -> Failure:
     return Failure(name, message, text, where, blob)
 
 
+def in_ploop_task() -> bool:
+    """Whether this thread is running a task of a ploop run on a Dask worker (``_sync``
+    then maps ``ploop.lock`` and ``ploop.semaphore`` to the cluster's semaphores)."""
+    return getattr(_CURRENT, "token", None) is not None
+
+
 def _function(token: str, blob: bytes) -> Callable[[Any], Any]:
     with _LOCK:
         cached = _FUNCTIONS.get(token)
@@ -192,9 +200,11 @@ def run_batch(fn_blob: bytes, token: str, seq: int, args_blob: bytes) -> BatchDo
         _STARTED.setdefault(token, set()).add(seq)
         while len(_STARTED) > _KEEP_CANCELLED:
             _STARTED.popitem(last=False)
+    _CURRENT.token = token
     try:
         _run(fn, args, token, state)
     finally:
+        _CURRENT.token = None
         with _LOCK:
             _RUNNING.pop((token, seq), None)
     out.values = _pickle_values(state.values, out.failures)

@@ -111,3 +111,23 @@ def sleep_then_fail(x: tuple[float, bool]) -> float:
     if x[1]:
         raise RuntimeError("failing after a sleep")
     return x[0]
+
+
+def hold_ploop_lock(x: tuple[str, int, float]) -> tuple[float, float]:
+    """Hold ``ploop.semaphore(x[0], x[1])`` (``ploop.lock`` when ``x[1]`` is 1) for ``x[2]``
+    seconds; return when, on the machine's wall clock."""
+    import pytest_ploop as ploop
+
+    name, slots, seconds = x
+    with ploop.lock(name) if slots == 1 else ploop.semaphore(name, slots):
+        t0 = time.time()
+        time.sleep(seconds)
+        return t0, time.time()
+
+
+def ploop_lock_within(x: tuple[str, float]) -> str:
+    """Take ``ploop.lock(x[0])``, waiting at most ``x[1]`` seconds."""
+    import pytest_ploop as ploop
+
+    with ploop.lock(x[0], timeout=x[1]):
+        return "got it"
