@@ -2,25 +2,23 @@
 tests first and to cut a suite into shards of equal duration.
 
 Pure functions here (ordering and sharding take plain values), and one small plugin object
-that records durations.
+that records durations. Exporting and merging the files of several shards is in
+``_durations_merge``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
+import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from .._engine._schedule import longest_first
+from ._durations_merge import CACHE_KEY, RECORDED_KEY, merge_files, seconds_of
 
 __all__ = ["group_costs", "longest_first", "merge_files", "parse_shard", "shard"]
-
-CACHE_KEY = "ploop/durations"
 
 
 def group_costs(groups: Sequence[Sequence[str]], durations: Mapping[str, float]) -> list[float]:
@@ -57,52 +55,77 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def load(config: pytest.Config) -> dict[str, float]:
-    """Durations recorded by earlier runs (empty without the cache plugin)."""
+def load(config: pytest.Config, key: str = CACHE_KEY) -> dict[str, float]:
+    """Durations recorded by earlier runs (empty without the cache plugin); with
+    ``key=RECORDED_KEY``, when each was measured."""
     cache = getattr(config, "cache", None)
     if cache is None:
         return {}
-    data = cache.get(CACHE_KEY, {})
+    data = cache.get(key, {})
     if not isinstance(data, dict):
         return {}
     # The cache is only a hint: an entry that is not a finite, non-negative number (a
     # hand-edited or foreign file) is skipped; float(None) here was an INTERNALERROR.
-    return {
-        str(k): float(v)
-        for k, v in data.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-    }
-
-
-def merge_files(paths: Sequence[Path]) -> dict[str, float]:
-    """Merge duration files (or ``.pytest_cache`` folders): later files win per test."""
-    merged: dict[str, float] = {}
-    for path in paths:
-        if path.is_dir():
-            path = path / "v" / CACHE_KEY
-        data: Any = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: not a durations file (a JSON object of test ids)")
-        merged.update({str(k): float(v) for k, v in data.items()})
-    return merged
+    return {str(k): v for k, v in ((k, seconds_of(v)) for k, v in data.items()) if v is not None}
 
 
 class DurationRecorder:
-    """Sums each test's setup, call and teardown time; saves them in the cache at the end."""
+    """Sums each test's setup, call and teardown time; saves them in the cache at the end,
+    with when they were measured.
+
+    The tests this run did not measure keep their earlier durations (another shard's, or
+    deselected ones), unless this run shows that they no longer exist: when it collected the
+    whole suite (see :meth:`collected_everything`), entries for tests it neither collected nor
+    deselected are dropped.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.seen: dict[str, float] = {}
+        self.deselected: set[str] = set()
+        self.collect_errors = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.seen[report.nodeid] = self.seen.get(report.nodeid, 0.0) + report.duration
 
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        self.deselected.update(item.nodeid for item in items)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collect_errors = True
+
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is None or not self.seen:
             return
         durations = load(self.config)
-        durations.update({k: round(v, 6) for k, v in self.seen.items() if math.isfinite(v)})
+        recorded = load(self.config, RECORDED_KEY)
+        if self.collected_everything(exitstatus):
+            existing = {item.nodeid for item in session.items} | self.deselected
+            durations = {k: v for k, v in durations.items() if k in existing}
+        now = round(time.time(), 3)
+        for nodeid, seconds in self.seen.items():
+            if math.isfinite(seconds):
+                durations[nodeid] = round(seconds, 6)
+                recorded[nodeid] = now
         cache.set(CACHE_KEY, durations)
+        cache.set(RECORDED_KEY, {k: v for k, v in recorded.items() if k in durations})
+
+    def collected_everything(self, exitstatus: int) -> bool:
+        """Whether this run collected every test of the project: no paths or node ids given
+        (the ``testpaths``, or the root folder), nothing left out by ``--ignore`` or ``--lf``,
+        no collection error, not interrupted. Deselected tests were collected (a shard's run
+        counts: it collects everything and deselects the other shards)."""
+        config = self.config
+        if config.args_source == pytest.Config.ArgsSource.ARGS:
+            return False
+        if (
+            config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR
+            and config.invocation_params.dir != config.rootpath
+        ):
+            return False
+        narrowed = any(config.getoption(name, None) for name in ("ignore", "ignore_glob", "lf"))
+        return not (narrowed or self.collect_errors or exitstatus == pytest.ExitCode.INTERRUPTED)
