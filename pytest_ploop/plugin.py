@@ -7,9 +7,11 @@ plugin stays out of the way.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -29,11 +31,37 @@ _SESSION_NAME = "ploop-session"
 @dataclass(frozen=True)
 class WorkerInfo:
     """Which worker this is: ``id`` (``"w0"``, or ``"main"`` outside a parallel run),
-    ``index`` (0-based) and ``count`` (the workers in the run)."""
+    ``index`` (0-based) and ``count`` (the workers in the run), and :attr:`tmp_path`, a
+    directory of this worker's own.
+
+    Example:
+        >>> def test_port(ploop_worker):
+        ...     port = 8000 + ploop_worker.index  # no two workers share a port
+    """
 
     id: str
     index: int
     count: int
+    tmp_factory: pytest.TempPathFactory | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def tmp_path(self) -> Path:
+        """A temporary directory of this worker process's own (``<basetemp>/w0/ploop-w0`` in
+        a worker, ``<basetemp>/ploop-main`` in a serial run), made on first use and shared
+        by every test this process runs. It is kept and removed as ``tmp_path`` directories
+        are (``tmp_path_retention_policy``, ``tmp_path_retention_count``). A worker that
+        replaces a crashed or recycled one gets a new, empty directory.
+
+        Raises:
+            PloopError: pytest's ``tmpdir`` plugin is disabled (``-p no:tmpdir``).
+        """
+        if self.tmp_factory is None:
+            from ._errors import PloopError
+
+            raise PloopError("ploop_worker.tmp_path needs pytest's tmpdir plugin")
+        path = self.tmp_factory.getbasetemp() / f"ploop-{self.id}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
 
 _UID = _xdist_compat.UID
@@ -94,12 +122,15 @@ def _xdist_active(config: pytest.Config) -> bool:
 
 
 @pytest.fixture(scope="session")
-def ploop_worker() -> WorkerInfo:
-    """This worker's id, index and the worker count (``("main", 0, 1)`` in a serial run)."""
+def ploop_worker(request: pytest.FixtureRequest) -> WorkerInfo:
+    """This worker's id, index, the worker count (``("main", 0, 1)`` in a serial run) and
+    ``tmp_path``, a temporary directory of this worker's own."""
+    factory = getattr(request.config, "_tmp_path_factory", None)
     wid = os.environ.get("PLOOP_WORKER")
     if not wid or not _worker.in_worker():
-        return WorkerInfo("main", 0, 1)
-    return WorkerInfo(wid, int(wid.lstrip("w")), int(os.environ.get("PLOOP_WORKER_COUNT", "1")))
+        return WorkerInfo("main", 0, 1, factory)
+    count = int(os.environ.get("PLOOP_WORKER_COUNT", "1"))
+    return WorkerInfo(wid, int(wid.lstrip("w")), count, factory)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ where a message per task would cost tens; the main process reads the slot when t
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import faulthandler
+import io
 import multiprocessing
 import os
 import pickle
@@ -26,7 +28,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _transport
 from ._messages import (
@@ -114,6 +116,27 @@ def emit(payload: Any) -> None:
         raise RuntimeError("emit() is only available inside a ploop worker")
     blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     _transport.send(_SOCK, Emitted(_JOB, int(_SLOT[SLOT_INDEX]), blob))
+
+
+def running_chunk() -> int:
+    """The sequence number of the chunk this worker runs now (0 outside a worker)."""
+    return int(_SLOT[SLOT_SEQ]) if _SLOT is not None else 0
+
+
+def leave() -> NoReturn:
+    """End this worker now, from inside the first task of a chunk, as though it had died
+    between two chunks: the main process sends this chunk and those queued here to other
+    workers (no task is blamed) and forks a fresh worker into this one's slot. The exit hooks
+    run first. (Called later in a chunk, the chunk's finished tasks would run again.)
+
+    The pytest plugin calls it to replace a worker between tests (``--ploop-max-worker-rss``,
+    ``--ploop-max-tasks-per-worker``) without running the tests it already holds."""
+    if _SLOT is None or not in_worker():
+        raise RuntimeError("leave() is only available inside a ploop worker")
+    _SLOT[SLOT_PHASE] = Phase.IDLE  # read at the death: no task of ours runs now
+    for hook in BEFORE_EXIT:
+        hook()
+    os._exit(0)
 
 
 def main(sock: socket.socket, slot: MutableSequence[float], config: WorkerConfig) -> None:
@@ -261,6 +284,27 @@ def _leave_forkserver_alive_pipe() -> None:
     server._forkserver_alive_fd = None
 
 
+def _dump_exception(exc: BaseException) -> bytes:
+    """``exc`` pickled as plain pickle does it, whatever was imported: tblib's
+    ``pickling_support.install()`` (Dask distributed calls it) registers reducers for every
+    exception class that rebuild some without their ``__init__`` (a ``SystemExit`` lost its
+    ``code``), so an exception crossed differently once some test had imported Dask."""
+    table = {
+        cls: reduce
+        for cls, reduce in copyreg.dispatch_table.items()
+        if not (
+            isinstance(cls, type)
+            and issubclass(cls, BaseException)
+            and getattr(reduce, "__module__", "").startswith("tblib")
+        )
+    }
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = table
+    pickler.dump(exc)
+    return buffer.getvalue()
+
+
 def capture(exc: BaseException, where: str) -> Failure:
     """Describe ``exc`` so that it can cross to the main process whatever it holds."""
     tb = exc.__traceback__
@@ -269,7 +313,7 @@ def capture(exc: BaseException, where: str) -> Failure:
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     blob: bytes | None
     try:
-        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = _dump_exception(exc)
         pickle.loads(blob)  # an exception can pickle and still fail to unpickle
     except Exception:
         blob = None

@@ -17,13 +17,14 @@ import contextlib
 import fcntl
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .._engine import _worker
+from . import _memory
 from ._reports import output_file, serialize_report, serialize_warning
 
 
@@ -34,10 +35,26 @@ class _Collector:
         self.config = config
         self.reports: list[dict[str, Any]] = []
         self.warnings: list[dict[str, Any]] = []
+        self.last_in_task = False
+        self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
+        self.leaving: int | None = None  # the chunk after which this worker leaves
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(serialize_report(self.config, report))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        result = yield
+        # Replace this worker between tests: decided in the teardown of the last test of
+        # its task, after the test ran, so that the fixtures kept for the next test (there
+        # is one: the lookahead) are torn down here and their errors land in this report,
+        # as a serial run tears them down before a test of another module.
+        if self.last_in_task and self.retire is not None and self.retire():
+            self.leaving = _worker.running_chunk()
+            if nextitem is not None:
+                item.session._setupstate.teardown_exact(None)
+        return result
 
     @pytest.hookimpl(trylast=True)
     def pytest_warning_recorded(
@@ -69,22 +86,41 @@ class TestRunner:
         self.collector: _Collector | None = None
         self.serial_fd: int | None = None
         self.has_serial = False
+        # Replace a worker after this many tests, or past this RSS, between tests; a task
+        # (a group of tests) is never split: the check is after its last test.
+        self.max_tests: int | None = None
+        self.max_rss: int | None = None
+        self.tests_run = 0
 
     def __call__(self, task: int, next_task: int | None) -> int:
         group = self.groups[task]
         following = self.groups[next_task][0] if next_task is not None else None
         collector = self.collector
         assert collector is not None, "the worker was not set up"
+        if collector.leaving is not None and collector.leaving != _worker.running_chunk():
+            # Decided after an earlier test, and this is a new chunk's first task: the engine
+            # hands this chunk and those queued here to other workers and forks a fresh one
+            # in this slot. (A chunk's later tasks run here: its earlier ones would run twice.)
+            _worker.leave()
         for k, index in enumerate(group):
             _worker.set_marker(k)
             item = self.items[index]
             after = group[k + 1] if k + 1 < len(group) else following
             nextitem = self.items[after] if after is not None else None
             collector.reports, collector.warnings = [], []
+            collector.last_in_task = k + 1 == len(group)
+            self.tests_run += 1
             with self._exclusive_if_serial(item):
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            _worker.emit((index, collector.reports, collector.warnings))
+            peak = _memory.rss_peak()
+            _worker.emit((index, collector.reports, collector.warnings, peak))
         return len(group)
+
+    def _retire(self) -> bool:
+        """Whether this worker ran its tests or passed its memory limit (between tests)."""
+        if self.max_tests is not None and self.tests_run >= self.max_tests:
+            return True
+        return self.max_rss is not None and _memory.rss_now() > self.max_rss
 
     @contextlib.contextmanager
     def _exclusive_if_serial(self, item: pytest.Item) -> Iterator[None]:
@@ -123,6 +159,8 @@ class TestRunner:
             path = os.path.join(os.environ["PLOOP_RUN_DIR"], "serial.lock")
             self.serial_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.collector = _Collector(config)
+        if self.max_tests is not None or self.max_rss is not None:
+            self.collector.retire = self._retire
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
         _worker.BEFORE_EXIT.append(self.before_exit)
         info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count)
@@ -133,7 +171,7 @@ class TestRunner:
         and save what coverage measured here."""
         with contextlib.suppress(BaseException):  # the run is over; its reports are in
             self.session._setupstate.teardown_exact(None)
-        _save_coverage()
+        save_coverage()
         for stream in ("out", "err"):  # only a crashed worker's output is read
             with contextlib.suppress(KeyError, OSError):
                 run_dir = os.environ["PLOOP_RUN_DIR"]
@@ -190,9 +228,17 @@ def _capture_to_named_files(capturing: Any, worker_id: str) -> None:
 
 def _own_basetemp(config: pytest.Config, path: Path) -> None:
     # tmp_path and tmp_path_factory stay unique per worker: each gets <basetemp>/<worker id>.
+    # A worker that replaces a crashed or recycled one gets <basetemp>/<worker id>-1, -2...:
+    # pytest empties a given basetemp that exists, which took the directories of the tests
+    # the earlier process ran (a failed test's, that the retention policy keeps).
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is not None:
-        factory._given_basetemp = path
+        n = 0
+        fresh = path
+        while fresh.exists():  # one process per worker slot at a time: no race
+            n += 1
+            fresh = path.with_name(f"{path.name}-{n}")
+        factory._given_basetemp = fresh
         factory._basetemp = None
 
 
@@ -227,7 +273,7 @@ def _prefix_output(prefix: bytes) -> None:
     os.close(terminal)
 
 
-def _save_coverage() -> None:
+def save_coverage() -> None:
     """Save the coverage this worker measured (pytest-cov, coverage.py), under a file name of
     its own: the main process's combine step picks it up with the others."""
     import sys

@@ -3,7 +3,7 @@
     main process (collected once)                forked workers (inherit the session)
     pytest_runtestloop ── groups of test indices ─> TestRunner(task, next_task)
           ^                                           runs pytest_runtest_protocol
-          └──── emitted (index, reports, warnings) ───┘ per test, as soon as it finished
+          └─ emitted (index, reports, warnings, peak RSS) ┘ per test, as soon as it finished
     replay: logstart, logreport..., logfinish, warning_recorded  (terminal, junitxml, cache,
     stepwise... act here, exactly as in a serial run)
 
@@ -33,7 +33,7 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
-from . import _durations
+from . import _durations, _memory
 from ._remote import TestRunner
 from ._reports import (
     deserialize_report,
@@ -83,6 +83,7 @@ class ParallelSession:
         self.stop_message = ""
         self._orphans: list[tuple[int, ...]] = []  # tests a crash left unrun (see _run)
         self._failed: set[int] = set()  # positions of the tests that had a failed report
+        self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
         _check_given_run_dir()
 
     @pytest.hookimpl(tryfirst=True)
@@ -110,6 +111,8 @@ class ParallelSession:
             testrun_uid=self.testrun_uid,
         )
         runner.has_serial = any(is_serial(item) for item in items)
+        runner.max_tests = self.settings.max_tasks_per_worker
+        runner.max_rss = self.settings.max_worker_rss
         self._items, self._done = items, set[int]()
         with _one_run_dir():
             run = self._round(session, runner, groups, self._order(session, groups))
@@ -135,6 +138,9 @@ class ParallelSession:
         for i in range(len(items)):
             if i not in self._done:
                 self.not_run.setdefault(i, run.stop_reason or "the run ended early")
+        # What a worker needed, for the next --ploop-workers=auto (see _memory).
+        sampled = (s.rss for s in record.samples)
+        _memory.save_peak(self.config, [*self._peaks.values(), *sampled], self.settings.workers)
         if run.fatal is not None:  # e.g. workers that die as they start: fail, never exit 0
             session.shouldfail = str(run.fatal)
         if run.interrupted == signal.SIGTERM:
@@ -235,7 +241,8 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, _wid, (index, reports, warns) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak) = run.emitted.popleft()
+            self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
             if index in self._done:  # never report a test twice
                 continue
             self._replay(index, reports, warns)
@@ -283,6 +290,9 @@ class ParallelSession:
             if isinstance(exc, WorkerCrashed | TaskTimeout):
                 self.crashes += 1
                 text = _crash_text(exc, failure.worker)
+                limit = self.settings.max_worker_rss
+                over = _memory.over_limit_note(run.record.samples, failure.worker, limit)
+                text += f"\n\n{over}" if over else ""
                 live = {w.pid for w in run.workers.live()}
                 output = last_output(os.environ[_sync.ENV], failure.worker, live)
                 text += f"\n\n{output}" if output else ""
@@ -353,6 +363,8 @@ class ParallelSession:
         if not tr.config.pluginmanager.has_plugin("pytest_ploop._report._plugin"):
             tr.write_sep("-", "ploop")  # the report plugin writes the section otherwise
             tr.write_line(f"ploop: {record.summary()}")
+        if self.settings.memory_cap:
+            tr.write_line(self.settings.memory_cap)
         if self.not_run:
             reasons = sorted(set(self.not_run.values()))
             tr.write_line(f"ploop: {len(self.not_run)} tests not run ({'; '.join(reasons)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from .._engine._cpus import resolve_workers
+from . import _memory
 from ._durations import parse_shard
 
 WORKERS_HELP = (
@@ -35,9 +37,19 @@ MAX_RSS_HELP = (
     "replace a worker whose memory (RSS) passed SIZE between tests (such as 500M, 2G); with "
     "--ploop-workers=auto it also caps the workers so that they fit in the memory available"
 )
+BUDGET_HELP = (
+    "with --ploop-workers=auto: the memory the workers may use together (such as 8G; "
+    "default: what the system reports available, within the cgroup's limit); the workers "
+    "are capped so that each fits with its peak RSS of the last run"
+)
 THREADS_HELP = (
     "threads each worker's numeric libraries (OpenMP, OpenBLAS, MKL) may use; default: the "
     "CPUs divided by the workers; 0 leaves them alone"
+)
+BACKEND_HELP = (
+    "where parametrize_parallel tests run their cases: local (forked workers, the default), "
+    "dask (a Dask LocalCluster started for the run), or dask://HOST:PORT (the Dask "
+    "scheduler there); needs pytest-ploop[dask]"
 )
 DISTS = ("load", "scope", "file")
 SCHEDULES = ("lpt", "fifo")
@@ -58,6 +70,9 @@ class Settings:
     max_tasks_per_worker: int | None = None
     max_worker_rss: int | None = None
     threads_per_worker: int | None = None
+    memory_budget: int | None = None
+    memory_cap: str = ""  # the terminal's line when memory capped --ploop-workers=auto
+    backend: tuple[str, str | None] = ("local", None)  # ("dask", address or None)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -74,6 +89,8 @@ def add_options(parser: pytest.Parser) -> None:
         ("max-tasks-per-worker", MAX_TASKS_HELP, "N"),
         ("max-worker-rss", MAX_RSS_HELP, "SIZE"),
         ("threads-per-worker", THREADS_HELP, "N"),
+        ("memory-budget", BUDGET_HELP, "SIZE"),
+        ("backend", BACKEND_HELP, "local|dask|dask://HOST:PORT"),
     ]
     for name, help_, metavar in options:
         dest = "ploop_" + name.replace("-", "_")
@@ -135,12 +152,21 @@ def read_settings(config: pytest.Config) -> Settings:
     shard_text = _raw(config, "ploop_shard")
     max_tasks = _number(config, "ploop_max_tasks_per_worker", 1)
     threads = _number(config, "ploop_threads_per_worker", 0)  # 0: no cap (RunOptions)
+    backend = read_backend(config)
+    if backend == ("dask", None) and workers > 0:
+        raise pytest.UsageError(
+            "--ploop-backend=dask starts a Dask cluster in this process, which --ploop-workers "
+            "workers cannot share: start one (dask scheduler; dask worker ADDRESS) and pass "
+            "--ploop-backend=dask://HOST:PORT, or leave out --ploop-workers"
+        )
     rss_text = _raw(config, "ploop_max_worker_rss")
     max_rss = parse_size(rss_text) if rss_text else None
-    if max_rss is not None and raw is not None and raw.strip().lower() == "auto":
-        from .._engine._metrics import available_memory
-
-        workers = max(1, min(workers, available_memory() // max_rss))
+    budget_text = _raw(config, "ploop_memory_budget")
+    budget = parse_size(budget_text, "--ploop-memory-budget") if budget_text else None
+    cap = None
+    if raw is not None and raw.strip().lower() == "auto":
+        cap = _memory.cap_workers(config, workers, max_rss, budget)
+        workers = cap.workers if cap is not None else workers
     return Settings(
         workers=workers,
         timeout=timeout,
@@ -152,10 +178,40 @@ def read_settings(config: pytest.Config) -> Settings:
         max_tasks_per_worker=int(max_tasks) if max_tasks is not None else None,
         max_worker_rss=max_rss,
         threads_per_worker=int(threads) if threads is not None else None,
+        memory_budget=budget,
+        memory_cap=cap.line() if cap is not None and cap.capped else "",
+        backend=backend,
     )
 
 
-def parse_size(text: str) -> int:
+def read_backend(config: pytest.Config) -> tuple[str, str | None]:
+    """``--ploop-backend`` (or ini ``ploop_backend``) as ``(kind, address)``: ``("local",
+    None)``, ``("dask", None)`` for a local cluster, ``("dask", "tcp://HOST:PORT")``.
+
+    Raises:
+        pytest.UsageError: not one of those forms, or Dask distributed is not installed.
+    """
+    raw = _raw(config, "ploop_backend")
+    text = (raw or "local").strip()
+    if text == "local":
+        return ("local", None)
+    address: str | None = None
+    if text.startswith("dask://") and len(text) > len("dask://"):
+        address = "tcp://" + text.removeprefix("dask://")
+    elif text != "dask":
+        raise pytest.UsageError(
+            f"--ploop-backend={raw!r}: give local, dask (a local Dask cluster) or "
+            "dask://HOST:PORT (a Dask scheduler, such as dask://scheduler:8786)"
+        )
+    if importlib.util.find_spec("distributed") is None:
+        raise pytest.UsageError(
+            f"--ploop-backend={raw}: Dask distributed is not installed: "
+            'pip install "pytest-ploop[dask]"'
+        )
+    return ("dask", address)
+
+
+def parse_size(text: str, flag: str = "--ploop-max-worker-rss") -> int:
     """``"512M"`` -> bytes (K, M, G, T are powers of 1024; a trailing ``B``/``iB`` is fine)."""
     cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = cleaned[-1:] if cleaned[-1:] in _UNITS and cleaned[-1:] else ""
@@ -164,5 +220,5 @@ def parse_size(text: str) -> int:
     except ValueError:
         value = 0
     if not (math.isfinite(value) and value > 0):  # "nan", "inf": int() would crash
-        raise pytest.UsageError(f"--ploop-max-worker-rss={text!r}: give a size such as 500M or 2G")
+        raise pytest.UsageError(f"{flag}={text!r}: give a size such as 500M or 2G")
     return int(value)
