@@ -61,6 +61,8 @@ class _State:
     comparison: Comparison | None = None
     written: list[Path] = field(default_factory=list)
     tests: dict[str, str] = field(default_factory=dict)  # node id -> pytest's outcome
+    # node id -> the timings of a parametrize_parallel test's cases (``report.ploop_cases``)
+    fanouts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -104,7 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--ploop-fail-on-regression needs --ploop-compare=OLD.json")
     state = config.stash[_STATE] = _State(paths, compare_path, threshold)
     if not _worker.in_worker():
-        config.pluginmanager.register(_OutcomeRecorder(state.tests), "ploop-report-outcomes")
+        recorder = _OutcomeRecorder(state.tests, state.fanouts)
+        config.pluginmanager.register(recorder, "ploop-report-outcomes")
     if compare_path is not None:
         if Path(compare_path).exists():
             from ._json import read
@@ -193,12 +196,17 @@ def test_outcome(report: pytest.TestReport) -> str | None:
 
 
 class _OutcomeRecorder:
-    """Each test's outcome, from the reports the main process replays as workers send them."""
+    """Each test's outcome, from the reports the main process replays as workers send them;
+    and the cases' timings of each ``parametrize_parallel`` test."""
 
-    def __init__(self, tests: dict[str, str]) -> None:
+    def __init__(self, tests: dict[str, str], fanouts: dict[str, dict[str, Any]]) -> None:
         self.tests = tests
+        self.fanouts = fanouts
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cases = getattr(report, "ploop_cases", None)
+        if report.when == "call" and isinstance(cases, dict):
+            self.fanouts[report.nodeid] = cases
         outcome = test_outcome(report)
         if outcome is None:
             return
@@ -250,13 +258,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Any
     state = config.stash.get(_STATE, None)
     if state is None or state.report is None:
         return result
-    from ._terminal import terminal_lines
+    from ._terminal import fanout_lines, terminal_lines
 
     tr = terminalreporter
     tr.write_sep("-", "ploop")
     verbosity = int(config.getoption("verbose") or 0)
     for line in terminal_lines(state.report, verbosity, state.comparison):
         tr.write_line(line)
+    if verbosity >= 1:
+        for line in fanout_lines(state.fanouts):
+            tr.write_line(line)
     if state.note:
         tr.write_line(state.note)
     for path in state.written:

@@ -11,6 +11,8 @@ went, and the Amdahl estimate.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from . import _format as fmt
 from ._compare import Comparison
@@ -126,6 +128,31 @@ def where_the_time_went(st: RunStats, noun: str) -> list[str]:
         f"  Amdahl estimate, workers: speedup: {estimate}"
         + ("" if math.isnan(fraction) else f" (serial fraction {fmt.percent(fraction, 1)})"),
     ]
+
+
+def fanout_lines(fanouts: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per ``parametrize_parallel`` test whose cases ran on workers (``fanouts``:
+    node id -> ``report.ploop_cases``)::
+
+        test_x.py::test_x: 500 cases on 8 workers, 41.0s of cases in 6.2s -> 6.6x
+
+    The decorated test's own row in the run record counts its fan-out as one test; this is
+    what the fan-out bought.
+    """
+    lines = []
+    for nodeid, s in fanouts.items():
+        if not s.get("workers"):
+            continue
+        speedup = s.get("speedup")
+        cases, workers = fmt.count(s["cases"], "case"), fmt.count(s["workers"], "worker")
+        lines.append(
+            f"    {nodeid}: {cases} on {workers}, "
+            f"{fmt.seconds(s['serial_s'])} of cases in {fmt.seconds(s['wall_s'])} -> "
+            f"{fmt.times(speedup if speedup is not None else math.nan)}"
+        )
+    return (
+        ["  parametrize_parallel tests (cases on workers of their own):", *lines] if lines else []
+    )
 
 
 def _ratio(x: float) -> str:

@@ -18,6 +18,7 @@ import contextlib
 import faulthandler
 import hashlib
 import json
+import logging
 import os
 import pickle
 import re
@@ -35,12 +36,13 @@ from typing import Any
 import pytest
 
 from .. import _fanout
+from .._backends import LoopRun
 from .._case_spec import Case, XFail, skip_reason, xfail_of
-from .._engine._inline import InlineRun
+from .._engine import _worker
 from .._engine._outcomes import add_note
-from .._engine._pool import Run
 from .._errors import TaskFailure
 from .._parametrize import Spec
+from ._cases_dask import backend_fields, for_backend
 from ._cases_report import (
     FAILING,
     ORDER,
@@ -50,6 +52,7 @@ from ._cases_report import (
     failure_report,
     read_output,
 )
+from ._remote import save_coverage
 
 SELECTED_KEY = pytest.StashKey[tuple[int, ...]]()
 SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
@@ -95,36 +98,83 @@ class _Call:
 
 
 class _Capture:
-    """A case's stdout and stderr, at the file-descriptor level, in files of its own: a
-    crashed case's output is still there for the item's process to read."""
+    """A case's stdout and stderr (at the file-descriptor level) and its log records, in
+    files of its own: a crashed case's output and logs are still there for the item's
+    process to read.
 
-    def __init__(self, directory: str) -> None:
+    Logs are captured as pytest's ``Captured log call`` section shows them: the records that
+    reach the root logger (at the level pytest set on it for the test), formatted with the
+    logging plugin's format. ``streams`` is off with ``-s``; ``logs`` is the logging plugin's
+    handler for the report (``None`` when the plugin is disabled).
+    """
+
+    def __init__(self, directory: str, streams: bool, logs: logging.Handler | None) -> None:
         self.directory = directory
+        self.streams = streams
+        self.logs = logs
         self._pid = 0
+        self._handler: logging.Handler | None = None
 
-    def paths(self, index: int) -> tuple[str, str]:
+    def paths(self, index: int) -> tuple[str, str, str]:
         base = os.path.join(self.directory, str(index))
-        return base + ".out", base + ".err"
+        return base + ".out", base + ".err", base + ".log"
 
     def start(self, index: int) -> None:
-        if self._pid != os.getpid():  # first case in this worker: own Python-level streams
-            self._pid = os.getpid()
-            sys.stdout = _text_stream(1)
-            sys.stderr = _text_stream(2)
-        for fd, path in zip((1, 2), self.paths(index), strict=True):
-            new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(new, fd)
-            os.close(new)
+        out, err, log = self.paths(index)
+        if self.streams:
+            if self._pid != os.getpid():  # first case in this worker: own Python streams
+                self._pid = os.getpid()
+                sys.stdout = _text_stream(1)
+                sys.stderr = _text_stream(2)
+            for fd, path in ((1, out), (2, err)):
+                new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(new, fd)
+                os.close(new)
+        if self.logs is not None:
+            _clear_pytest_log_handlers()
+            handler = logging.FileHandler(log, mode="w", encoding="utf-8")
+            handler.setFormatter(self.logs.formatter or logging.Formatter())
+            handler.setLevel(self.logs.level)
+            logging.getLogger().addHandler(handler)
+            self._handler = handler
 
-    def stop(self, index: int, keep: bool) -> tuple[str, str]:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
+    def stop(self, index: int, keep: bool) -> tuple[str, str, str]:
+        if self.streams:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+        return self.read(index, keep)
+
+    def read(self, index: int, keep: bool = True) -> tuple[str, str, str]:
+        """What the case wrote (the end of it, when long; nothing unless ``keep``); the
+        files are removed."""
         out = tuple(read_output(p) if keep else "" for p in self.paths(index))
         for path in self.paths(index):
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        return out[0], out[1]
+        return out[0], out[1], out[2]
+
+
+def _clear_pytest_log_handlers() -> None:
+    """Empty the logging plugin's handlers inherited from the item's process: ``caplog``
+    then holds the running case's records only, not those of the cases this worker ran
+    before it (``clear`` keeps the list that ``caplog.get_records`` reads)."""
+    for handler in logging.getLogger().handlers:
+        clear = getattr(handler, "clear", None)
+        if hasattr(handler, "records") and callable(clear):
+            clear()
+
+
+def _report_log_handler(config: pytest.Config) -> logging.Handler | None:
+    """The handler whose text pytest shows as ``Captured log call`` (its format and level);
+    a private attribute of pytest's logging plugin (there is no public one)."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    handler = getattr(plugin, "report_handler", None)
+    return handler if isinstance(handler, logging.Handler) else None
 
 
 def _text_stream(fd: int) -> Any:
@@ -154,11 +204,11 @@ class _ItemTask:
         with warnings.catch_warnings(record=True) as caught:  # keeps the item's filters
             outcome, text = self._run(case)
         seconds = time.perf_counter() - start
-        out, err = ("", "")
+        out = err = log = ""
         if self.capture is not None:
-            out, err = self.capture.stop(index, keep=outcome in FAILING)
+            out, err, log = self.capture.stop(index, keep=outcome in FAILING)
         seen = tuple(_warning(w) for w in caught)
-        result = CaseResult(index, outcome, text, out, err, seconds, warnings=seen)
+        result = CaseResult(index, outcome, text, out, err, seconds, warnings=seen, log=log)
         if outcome in FAILING:
             raise CaseFailed(result)
         return result
@@ -229,12 +279,16 @@ def run_item(item: pytest.Function, spec: Spec) -> None:
             runnable.append(case.index)
             xfails[case.index] = xfail
     # Without fork (no platform ploop supports) the cases run here, under pytest's capture.
-    capturing = item.config.getoption("capture", "fd") != "no" and hasattr(os, "fork")
+    streams = item.config.getoption("capture", "fd") != "no"
+    logs = _report_log_handler(item.config)
+    capturing = (streams or logs is not None) and hasattr(os, "fork")
     directory = tempfile.mkdtemp(prefix="ploop-cases-") if capturing else None
-    task = _ItemTask(item, spec, call, xfails, _Capture(directory) if directory else None)
+    capture = _Capture(directory, streams, logs) if directory else None
+    task = _ItemTask(item, spec, call, xfails, capture)
+    plan = _plan(item, spec, runnable)
     try:
-        with _watchdog_paused(item.config):
-            task_run = _fanout.run(task, runnable, _plan(item, spec, runnable))
+        with _watchdog_paused(item.config), _coverage_saved_by_workers():
+            task_run = _fanout.run(for_backend(task, plan), runnable, plan)
         results.update(_collect(task_run, runnable, directory))
     finally:
         if directory is not None:
@@ -244,6 +298,22 @@ def run_item(item: pytest.Function, spec: Spec) -> None:
     _record(item, spec, results, summary)
     _warn_again(results)
     _conclude(item, spec, results)
+
+
+@contextlib.contextmanager
+def _coverage_saved_by_workers() -> Iterator[None]:
+    """Have each worker forked meanwhile save what coverage (pytest-cov) measured in it, as
+    ``--ploop-workers`` workers do: a worker leaves with ``os._exit``, which saves nothing,
+    and the combine step at the session's end picks up the files."""
+    _worker.AFTER_FORK.append(_save_coverage_at_exit)
+    try:
+        yield
+    finally:
+        _worker.AFTER_FORK.remove(_save_coverage_at_exit)
+
+
+def _save_coverage_at_exit(config: _worker.WorkerConfig) -> None:
+    _worker.BEFORE_EXIT.append(save_coverage)
 
 
 @contextlib.contextmanager
@@ -327,7 +397,10 @@ def _plan(item: pytest.Function, spec: Spec, runnable: list[int]) -> _fanout.Pla
         costs = [durations.get(spec.cases[i].id, default) for i in runnable]
         order = sorted(range(len(runnable)), key=lambda p: -costs[p])
     schedule = spec.schedule if spec.schedule not in (None, "lpt") else "dynamic"
-    return _fanout.Plan(spec.workers, spec.timeout, spec.fail_fast, schedule or "dynamic", order)
+    return _fanout.Plan(
+        spec.workers, spec.timeout, spec.fail_fast, schedule or "dynamic", order,
+        **backend_fields(item, spec),
+    )  # fmt: skip
 
 
 def _cache_key(item: pytest.Item) -> str:
@@ -345,7 +418,7 @@ def _load_durations(item: pytest.Item) -> dict[str, float]:
 
 
 def _collect(
-    task_run: Run | InlineRun, runnable: list[int], directory: str | None
+    task_run: LoopRun, runnable: list[int], directory: str | None
 ) -> dict[int, CaseResult]:
     """Each run case's result, with the time and the worker the engine recorded."""
     results: dict[int, CaseResult] = {}
@@ -369,18 +442,17 @@ def _from_failure(index: int, failure: TaskFailure, directory: str | None) -> Ca
     if failure.kind == "not_run":
         reason = str(getattr(exc, "reason", exc)).replace("task", "case")
         return CaseResult(index, "not_run", reason)
-    out = err = ""
+    out = err = log = ""
     if directory is not None:
-        out, err = (read_output(p) for p in _Capture(directory).paths(index))
+        out, err, log = _Capture(directory, True, None).read(index)
     if failure.kind in ("crashed", "timed_out"):
-        return CaseResult(index, failure.kind, crash_text(exc, failure.worker), out, err)
+        text = crash_text(exc, failure.worker)
+        return CaseResult(index, failure.kind, text, out, err, log=log)
     # The case ran but its result could not come back (pickling): the engine's traceback.
-    return CaseResult(index, "failed", failure.traceback, out, err)
+    return CaseResult(index, "failed", failure.traceback, out, err, log=log)
 
 
-def _summary(
-    spec: Spec, results: dict[int, CaseResult], task_run: Run | InlineRun
-) -> dict[str, Any]:
+def _summary(spec: Spec, results: dict[int, CaseResult], task_run: LoopRun) -> dict[str, Any]:
     """The cases' timings: what ``report.ploop_cases`` holds and junitxml's properties say."""
     record = task_run.record
     ran = [r for r in results.values() if r.seconds > 0]
@@ -412,8 +484,7 @@ def _record(
     """Timings to the report (the plugin attaches ``ploop_cases``), to ``user_properties``
     (junitxml writes them) and to the pytest cache (longest first in the next run)."""
     item.stash[SUMMARY_KEY] = summary
-    head = {k: v for k, v in summary.items() if k != "per_case"}
-    item.user_properties.append(("ploop_cases", json.dumps(head)))
+    item.user_properties.extend(_user_properties(summary))
     for case in summary["per_case"]:
         data = {"outcome": case["outcome"], "seconds": case["seconds"], "worker": case["worker"]}
         item.user_properties.append((f"ploop_case[{case['id']}]", json.dumps(data)))
@@ -422,6 +493,22 @@ def _record(
         known = _load_durations(item)
         known.update({c["id"]: c["seconds"] for c in summary["per_case"] if c["seconds"] > 0})
         cache.set(_cache_key(item), known)
+
+
+def _user_properties(summary: dict[str, Any]) -> list[tuple[str, object]]:
+    """The totals as ``--junitxml`` shows them, one property each: ``ploop_cases``,
+    ``ploop_workers``, ``ploop_wall_s``, ``ploop_serial_s``, ``ploop_speedup`` (left out
+    when no case ran) and ``ploop_counts`` (outcome -> cases, as JSON)."""
+    props: list[tuple[str, object]] = [
+        ("ploop_cases", summary["cases"]),
+        ("ploop_workers", summary["workers"]),
+        ("ploop_wall_s", summary["wall_s"]),
+        ("ploop_serial_s", summary["serial_s"]),
+    ]
+    if summary["speedup"] is not None:
+        props.append(("ploop_speedup", summary["speedup"]))
+    props.append(("ploop_counts", json.dumps(summary["counts"])))
+    return props
 
 
 def _warn_again(results: dict[int, CaseResult]) -> None:

@@ -37,6 +37,7 @@ class CaseResult:
 
     ``outcome``: passed, failed, crashed, timed_out, not_run, skipped, xfailed or xpassed.
     ``text``: the failure as pytest renders it, the crash or timeout, or a reason.
+    ``stdout``, ``stderr``, ``log``: what a case that did not pass printed and logged.
     """
 
     index: int
@@ -47,6 +48,7 @@ class CaseResult:
     seconds: float = 0.0
     worker: str = ""
     warnings: tuple[tuple[Any, str, str, int], ...] = ()  # category, message, file, line
+    log: str = ""
 
 
 def read_output(path: str) -> str:
@@ -104,6 +106,7 @@ def count_line(results: dict[int, CaseResult], total: int) -> str:
 def failure_report(item: pytest.Function, spec: Spec, results: dict[int, CaseResult]) -> str:
     """The item's one report: the counts, then each case that did not pass."""
     lines = [count_line(results, len(spec.cases))]
+    show = item.config.getoption("showcapture", "all")  # pytest's --show-capture
     lines.append(f"rerun one case in this process (--pdb works): {rerun_command(item, 'ID')}")
     for index in sorted(results):
         result = results[index]
@@ -118,8 +121,9 @@ def failure_report(item: pytest.Function, spec: Spec, results: dict[int, CaseRes
         lines.append(f"rerun: {rerun_command(item, case.id)}  ({result.seconds:.2f}s{where})")
         lines.append("")
         lines.append(result.text.rstrip())
-        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
-            if text.strip():
+        captured = (("stdout", result.stdout), ("stderr", result.stderr), ("log", result.log))
+        for name, text in captured:
+            if text.strip() and show in ("all", name):
                 lines.append(f" captured {name} ".center(_SEP_WIDTH, "-"))
                 lines.append(text.rstrip())
     return "\n".join(lines)

@@ -138,7 +138,15 @@ def test_fail_fast_leaves_the_rest_not_run_in_a_direct_call(workers: int) -> Non
         stops()
     kinds = [f.kind for f in info.value.failures]
     assert kinds[0] == "failed" and info.value.failures[0].index == 0
-    assert kinds.count("not_run") >= 40 and set(kinds[1:]) == {"not_run"}
+    assert set(kinds[1:]) <= {"not_run"}
     results = info.value.results
     assert results is not None
     assert all(r is None or r == i for i, r in enumerate(results))
+    # Every case has exactly one outcome: passed (its result is there) or in the failures.
+    passed = {i for i, r in enumerate(results) if r is not None}
+    assert len(passed) + len(kinds) == 50
+    assert not passed & {f.index for f in info.value.failures}
+    if workers == 1:  # in this process, in order: nothing after case 0 ran
+        assert kinds.count("not_run") == 49
+    # With workers, how many ran before the stop reached them depends on timing (trivial
+    # cases: a whole chunk may finish first); the benchmark, not a test, measures that.
