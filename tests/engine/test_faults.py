@@ -151,8 +151,9 @@ def test_under_spawn_each_fault_in_the_worker_fails_only_its_task(where: str) ->
         check_exception(where, faulty[failure.index], failure.exception, failure.index)
     assert err.results == [None if i in faulty else i for i in range(len(items))]
     assert record is not None and record.start_method == "spawn"
-    # Four of the six faults end their worker; the run went on with new ones.
-    assert sum(len(info.pids) for info in record.worker_info.values()) >= 2 + 3
+    # Four of the six faults end their worker, four processes: the run went on with new ones.
+    # (How many more started depends on timing: a replacement may find no task left.)
+    assert sum(len(info.pids) for info in record.worker_info.values()) >= 4
 
 
 # -- in the main process, and exceptions that cannot cross -----------------------------------
