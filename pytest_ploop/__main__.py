@@ -126,6 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.runs == ["merge"] and not Path("merge").exists():
+        # Most likely a shell glob or a CI variable that named no file.
+        print(
+            "error: report merge: name the shards' records: report merge A.json B.json ... "
+            "(to render a record file named merge: report ./merge)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         report = _merged(args.runs[1:]) if merging else _report.read(args.runs[0])
         old = _report.read(args.compare) if args.compare else None
@@ -137,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in _report.terminal_lines(report, args.verbose, comparison):
         print(line)
-    for path in _report.write_reports(report, paths, comparison=comparison):
+    try:
+        written = _report.write_reports(report, paths, comparison=comparison)
+    except OSError as exc:
+        print(f"error: cannot write the report: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"ploop: wrote {path}")
     return 1 if comparison is not None and comparison.regressed else 0
 
@@ -157,6 +170,14 @@ def _merged(paths: Sequence[str]) -> RunReport:
 def _durations(args: argparse.Namespace) -> int:
     from ._testing import _durations_merge as dm
 
+    into = getattr(args, "into", None)
+    if into is not None and Path(into).exists() and not Path(into).is_dir():
+        print(
+            f"error: --into {into}: not a folder: name the project's root folder (or its "
+            ".pytest_cache); -o OUT.json writes a file",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.action == "export":
             entries = dm.read_cache(dm.cache_dir(Path(args.rootdir)))
@@ -168,17 +189,23 @@ def _durations(args: argparse.Namespace) -> int:
     total = sum(m.seconds for m in entries.values())
     # The file may go to standard output: the notes go to standard error.
     print(f"ploop: {len(entries)} test durations, {total:.1f}s in all", file=sys.stderr)
-    into = getattr(args, "into", None)
-    if into is not None:
-        for path in dm.write_cache(dm.cache_dir(Path(into)), entries):
-            print(f"ploop: wrote {path}", file=sys.stderr)
-    if args.output is not None:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(dm.dumps(entries), encoding="utf-8")
-        print(f"ploop: wrote {args.output}", file=sys.stderr)
-    elif into is None:
-        sys.stdout.write(dm.dumps(entries))
+    target = ""
+    try:
+        if into is not None:
+            target = f"--into {into}"
+            for path in dm.write_cache(dm.cache_dir(Path(into)), entries):
+                print(f"ploop: wrote {path}", file=sys.stderr)
+        if args.output is not None:
+            target = f"-o {args.output}"
+            out = Path(args.output)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(dm.dumps(entries), encoding="utf-8")
+            print(f"ploop: wrote {args.output}", file=sys.stderr)
+        elif into is None:
+            sys.stdout.write(dm.dumps(entries))
+    except OSError as exc:
+        print(f"error: {target}: cannot write: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,10 +32,13 @@ from typing import Any
 
 from .._engine._record import RunRecord, WorkerInfo
 from .._errors import PloopError
-from ._json import from_dict
+from ._json import SCHEMA_NAME, from_dict
 from ._run import Machine, RunReport
 
 __all__ = ["merge", "read_shards", "shard_name"]
+
+# The fix named by every "not a run record" error.
+_WANTED = "give the records that the shards' `pytest --ploop-report=RUN.json` wrote"
 
 
 def shard_name(position: int) -> str:
@@ -59,7 +62,9 @@ def read_shards(paths: Sequence[str | Path]) -> list[RunReport]:
         try:
             report = from_dict(data)
         except PloopError as exc:
-            raise PloopError(f"{path}: {exc}") from None
+            # A newer record's fix is an upgrade, not another file.
+            fix = "" if schema.startswith(f"{SCHEMA_NAME}/") else f": {_WANTED}"
+            raise PloopError(f"{path}: {exc}{fix}") from None
         if first is None:
             first = (path, schema, kind)
         elif schema != first[1]:
@@ -81,9 +86,11 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PloopError(f"cannot read the run record {str(path)!r}: {exc}") from exc
+        raise PloopError(f"cannot read the run record {str(path)!r}: {exc}: {_WANTED}") from exc
     if not isinstance(data, dict):
-        raise PloopError(f"{path}: not a pytest-ploop run record (a JSON {type(data).__name__})")
+        raise PloopError(
+            f"{path}: not a pytest-ploop run record (a JSON {type(data).__name__}): {_WANTED}"
+        )
     return data
 
 

@@ -50,6 +50,12 @@ SCHEMA_NAME = "pytest-ploop/durations"
 SCHEMA_VERSION = 1
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
+# The fix named by every "not a durations file" error.
+_WANTED = (
+    "give a file written by `python -m pytest_ploop durations export`, a JSON object "
+    "{test id: seconds}, or a pytest cache folder"
+)
+
 # What pytest puts in a cache folder it creates, so that one made here is ignored by git and
 # by backup tools the same way.
 _GITIGNORE = "# Created by pytest automatically.\n*\n"
@@ -101,9 +107,10 @@ def read_cache(cache: Path) -> dict[str, Measurement]:
             f"{cache}: no durations in this pytest cache (no {CACHE_KEY}): run pytest there "
             "first, or name the project's root folder"
         )
-    durations = _plain(_load_json(path), path)
+    again = "run pytest there again to record the durations afresh"
+    durations = _plain(_load_json(path, again), path)
     recorded_file = _value_file(cache, RECORDED_KEY)
-    recorded: Any = _load_json(recorded_file) if recorded_file.is_file() else {}
+    recorded: Any = _load_json(recorded_file, again) if recorded_file.is_file() else {}
     if not isinstance(recorded, dict):
         recorded = {}
     return {
@@ -121,28 +128,39 @@ def read_file(path: Path) -> dict[str, Measurement]:
     """
     if path.is_dir():
         return read_cache(cache_dir(path))
-    data = _load_json(path)
+    data = _load_json(path, _WANTED)
     if isinstance(data, dict) and "schema" in data:
         return _exported(data, path)
     return _plain(data, path)
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path, fix: str) -> Any:
+    """The JSON in ``path``; a ``ValueError`` naming ``path`` and ``fix`` otherwise."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read a durations file: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file: {fix}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read a durations file: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # a JSONDecodeError
+        raise ValueError(f"{path}: not a durations file (not JSON: {exc}): {fix}") from None
 
 
 def _plain(data: Any, path: Path) -> dict[str, Measurement]:
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a durations file (a JSON object of test ids)")
+        raise ValueError(
+            f"{path}: not a durations file (a JSON {type(data).__name__}, not an object of "
+            f"test ids): {_WANTED}"
+        )
     out = {}
     for test, value in data.items():
         seconds = seconds_of(value)
         if seconds is None:
             raise ValueError(
-                f"{path}: not a durations file: {test!r} has {value!r}, not a number of seconds"
+                f"{path}: not a durations file: {test!r} has {value!r}, not a number of seconds "
+                "(finite, >= 0): correct or remove that entry"
             )
         out[str(test)] = Measurement(seconds, 0.0)
     return out
@@ -152,7 +170,9 @@ def _exported(data: dict[str, Any], path: Path) -> dict[str, Measurement]:
     schema = str(data["schema"])
     name, _, version = schema.rpartition("/")
     if name != SCHEMA_NAME or not version.isdigit():
-        raise ValueError(f"{path}: not a durations file (schema {schema!r}, expected {SCHEMA!r})")
+        raise ValueError(
+            f"{path}: not a durations file (schema {schema!r}, expected {SCHEMA!r}): {_WANTED}"
+        )
     if int(version) > SCHEMA_VERSION:
         raise ValueError(
             f"{path}: durations of schema {schema!r}, newer than this pytest-ploop reads "
@@ -160,7 +180,7 @@ def _exported(data: dict[str, Any], path: Path) -> dict[str, Measurement]:
         )
     tests = data.get("tests")
     if not isinstance(tests, dict):
-        raise ValueError(f"{path}: a malformed durations file (no 'tests' object)")
+        raise ValueError(f"{path}: a malformed durations file (no 'tests' object): export it again")
     out = {}
     for test, entry in tests.items():
         entry = entry if isinstance(entry, dict) else {}
@@ -168,7 +188,7 @@ def _exported(data: dict[str, Any], path: Path) -> dict[str, Measurement]:
         if seconds is None or recorded is None:
             raise ValueError(
                 f"{path}: a malformed durations file: {test!r} has {entry!r}, expected "
-                '{"seconds": S, "recorded": UNIX_TIME}'
+                '{"seconds": S, "recorded": UNIX_TIME} (finite numbers >= 0): export it again'
             )
         out[str(test)] = Measurement(seconds, recorded)
     return out
@@ -210,8 +230,8 @@ def write_cache(cache: Path, entries: Mapping[str, Measurement]) -> list[Path]:
     folder is made as pytest makes it when missing); return the files written."""
     if not cache.exists():
         cache.mkdir(parents=True)
-        (cache / ".gitignore").write_text(_GITIGNORE)
-        (cache / "CACHEDIR.TAG").write_text(_CACHEDIR_TAG)
+        (cache / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
+        (cache / "CACHEDIR.TAG").write_text(_CACHEDIR_TAG, encoding="utf-8")
     ordered = sorted(entries.items())
     values = {
         CACHE_KEY: {test: round(m.seconds, 6) for test, m in ordered},
@@ -221,7 +241,9 @@ def write_cache(cache: Path, entries: Mapping[str, Measurement]) -> list[Path]:
     for key, value in values.items():
         path = _value_file(cache, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # As pytest's cache.set writes a value, so that pytest reads it back unchanged.
-        path.write_text(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
+        # As pytest's cache.set writes a value (UTF-8 whatever the locale's encoding: pytest
+        # reads it as UTF-8), so that pytest reads it back unchanged.
+        text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
