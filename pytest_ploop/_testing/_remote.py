@@ -163,7 +163,8 @@ class TestRunner:
             self.collector.retire = self._retire
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
         _worker.BEFORE_EXIT.append(self.before_exit)
-        info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count)
+        factory = getattr(config, "_tmp_path_factory", None)  # after _own_basetemp
+        info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count, factory)
         config.hook.pytest_ploop_worker_setup(config=config, worker=info)
 
     def before_exit(self) -> None:

@@ -219,6 +219,7 @@ def parse_size(text: str, flag: str = "--ploop-max-worker-rss") -> int:
         value = float(cleaned[: len(cleaned) - len(unit)]) * _UNITS[unit]
     except ValueError:
         value = 0
-    if not (math.isfinite(value) and value > 0):  # "nan", "inf": int() would crash
+    # "nan", "inf": int() would crash; under a byte ("0.5") is 0, which "0" is refused as.
+    if not (math.isfinite(value) and value >= 1):
         raise pytest.UsageError(f"{flag}={text!r}: give a size such as 500M or 2G")
     return int(value)

@@ -96,7 +96,7 @@ def test_a_pytest_subprocess(tmp_path, ploop_worker):
         assert "1 passed" in out, out
         with open(tmp_path / "where.json") as f:
             where = json.load(f)
-        log("nested", json.dumps([ploop_worker.id, args, where, "ploop: 1 workers" in out]))
+        log("nested", json.dumps([ploop_worker.id, args, where, "ploop: 1 worker," in out]))
     cache = tmp_path / ".pytest_cache" / "v" / "ploop" / "durations"
     log("recorded", json.dumps(cache.exists()))
 """
