@@ -17,26 +17,29 @@ import math
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 import pytest_ploop as ploop
 
 T_END = 0.02  # alpha * t at the end of each run: the mode has decayed, not vanished
 
 
-def heat_ftcs(u0: np.ndarray, alpha: float, dx: float, r: float, t_end: float) -> np.ndarray:
+def heat_ftcs(
+    u0: NDArray[np.float64], alpha: float, dx: float, r: float, t_end: float
+) -> NDArray[np.float64]:
     """Advance ``u0`` (ends fixed at 0) to ``t_end`` by FTCS steps of ``dt = r dx^2 / alpha``."""
     dt = r * dx * dx / alpha
     steps = math.ceil(t_end / dt)
     dt = t_end / steps  # land exactly on t_end; r only shrinks
     r = alpha * dt / (dx * dx)
-    u = u0.copy()
+    u: NDArray[np.float64] = u0.copy()
     for _ in range(steps):
         u[1:-1] += r * (u[2:] - 2.0 * u[1:-1] + u[:-2])
     return u
 
 
 @pytest.fixture(scope="module")
-def rod() -> dict[int, np.ndarray]:
+def rod() -> dict[int, NDArray[np.float64]]:
     """The grids, by number of intervals: set up once, inherited by every case's worker."""
     return {n: np.linspace(0.0, 1.0, n + 1) for n in (16, 24, 32, 48)}
 
@@ -50,7 +53,9 @@ CASES = [
 
 
 @ploop.parametrize_parallel("alpha, k, n, r", CASES, timeout=60)
-def test_sine_mode_decays_as_the_heat_equation_says(alpha, k, n, r, rod):
+def test_sine_mode_decays_as_the_heat_equation_says(
+    alpha: float, k: int, n: int, r: float, rod: dict[int, NDArray[np.float64]]
+) -> None:
     x = rod[n]
     dx = 1.0 / n
     u0 = np.sin(k * math.pi * x)
