@@ -23,10 +23,10 @@ from ._stats import RunStats
 def summary_line(report: RunReport) -> str:
     """``ploop: N workers, W wall, S of tests -> X speedup (E efficiency)[, peak RSS R]``.
 
-    A fixed format, ``1 workers`` included, so that scripts can match it."""
+    A fixed format that scripts can match (``1 worker``, ``2 workers``: ``workers?``)."""
     st = report.stats()
     line = (
-        f"ploop: {st.workers} workers, {fmt.seconds(st.wall_s)} wall, "
+        f"ploop: {fmt.count(st.workers, 'worker')}, {fmt.seconds(st.wall_s)} wall, "
         f"{fmt.seconds(st.serial_s)} of {report.noun} -> {fmt.times(st.speedup)} speedup "
         f"({fmt.percent(st.efficiency)} efficiency)"
     )
