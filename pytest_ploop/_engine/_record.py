@@ -236,7 +236,8 @@ class RunRecord:
     def summary(self) -> str:
         """One line: workers, wall, serial-equivalent time, speedup and efficiency."""
         return (
-            f"{self.workers} worker{'s' if self.workers != 1 else ''}, {self.wall_s:.2f}s wall, {self.serial_s:.2f}s of tasks"
+            f"{self.workers} worker{'s' if self.workers != 1 else ''}, {self.wall_s:.2f}s wall, "
+            f"{self.serial_s:.2f}s of tasks"
             f" -> {self.speedup:.2f}x speedup ({self.efficiency:.0%} efficiency)"
         )
 
