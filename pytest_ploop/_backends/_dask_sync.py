@@ -1,7 +1,7 @@
 """Named locks and counting semaphores across a Dask cluster, on ``distributed.Semaphore``.
 
 File locks (``_sync``) do not cross machines; on the Dask backend ``ploop.lock`` and
-``ploop.semaphore`` are to map to these (wiring to come). Inside a task they use the worker's
+``ploop.semaphore`` are these (see ``_sync._on_cluster``). Inside a task they use the worker's
 connection to the scheduler; in the calling process, pass the ``client``.
 
 Names are cluster-wide (prefixed ``ploop:``): there is no per-run directory to scope them, so

@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import pickle
+import re
 import time
 import traceback
 import types
@@ -104,6 +106,9 @@ def for_backend(task: _ItemTask, plan: Any) -> Callable[[int], CaseResult]:
         return task
     config = task.item.config
     style = str(config.getoption("tbstyle", "auto"))
+    # Paths relative to this directory, as pytest shows them (absolute, as pytest does, when
+    # a test changed the working directory).
+    cwd = Path.cwd()
     return DaskCaseTask(
         task.spec.fn,
         task.call,
@@ -111,6 +116,7 @@ def for_backend(task: _ItemTask, plan: Any) -> Callable[[int], CaseResult]:
         dict(task.xfails),
         "long" if style == "auto" else style,
         bool(config.getoption("showlocals", False)),
+        str(cwd) if cwd == config.invocation_params.dir else None,
     )
 
 
@@ -127,11 +133,17 @@ class DaskCaseTask:
         xfails: Mapping[int, XFail | None],
         tbstyle: str,
         showlocals: bool,
+        relative_to: str | None = None,
     ) -> None:
         self.fn, self.call, self.cases, self.xfails = fn, call, cases, xfails
-        self.tbstyle, self.showlocals = tbstyle, showlocals
+        self.tbstyle, self.showlocals, self.relative_to = tbstyle, showlocals, relative_to
         code = getattr(fn, "__code__", None)
         self.filename = code.co_filename if isinstance(code, types.CodeType) else ""
+
+    def __repr__(self) -> str:
+        # The backend's errors name the function they could not run or load: the test's.
+        name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
+        return f"{getattr(self.fn, '__module__', '?')}.{name} (a parametrize_parallel test)"
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # cloudpickle sends the test function by value (the module's attribute is the
@@ -190,15 +202,42 @@ class DaskCaseTask:
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest renders it (``--tb`` and ``-l`` honoured), from the test
-        function's frame down: this module's frames are not the user's business."""
+        function's frame down: this module's frames are not the user's business.
+
+        ``funcargs=True`` as in pytest's own ``repr_failure``: the case's arguments head the
+        entry (``n = 3``), as with forked workers; without them the entry began with its
+        source, whose first line lost its indent to the repr's ``str()`` (which strips)."""
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next
         try:
             info = pytest.ExceptionInfo.from_exception(exc.with_traceback(tb))
-            return str(info.getrepr(style=self.tbstyle, showlocals=self.showlocals))  # type: ignore[arg-type]
+            text = str(
+                info.getrepr(
+                    style=self.tbstyle,  # type: ignore[arg-type]
+                    showlocals=self.showlocals,
+                    funcargs=True,
+                )
+            )
         except Exception:  # a repr that fails must not lose the failure
             return "".join(traceback.format_exception(type(exc), exc, tb))
+        return _relative(text, self.relative_to) if self.relative_to else text
+
+
+_LOCATION = re.compile(r"^(/[^\n:]+?\.py)(?=:\d+:)", re.M)
+
+
+def _relative(text: str, base: str) -> str:
+    """``text`` with the ``path:line:`` locations that start its lines relative to ``base``
+    where that is shorter, as pytest makes them relative to its own working directory (the
+    worker's is another, perhaps on another machine)."""
+
+    def shorter(match: re.Match[str]) -> str:
+        path = match.group(1)
+        rel = os.path.relpath(path, base)
+        return rel if len(rel) < len(path) else path
+
+    return _LOCATION.sub(shorter, text)
 
 
 def _category(category: type[Warning]) -> type[Warning] | None:
