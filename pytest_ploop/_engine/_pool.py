@@ -103,6 +103,10 @@ class RunOptions:
     max_tasks_per_worker: int | None = None  # then the worker is replaced
     max_worker_rss: int | None = None  # bytes; checked between chunks
     threads_per_worker: int | None = None  # None: the CPUs over the workers; 0: no cap
+    # The tasks of a chunk that finished before its worker died keep their outcome (passed,
+    # without a value) instead of running again: for tasks that deliver what they do as they
+    # go (``emit``), such as the pytest plugin's tests, which a second run would repeat.
+    keep_finished: bool = False
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -592,7 +596,11 @@ class Run:
                     why += f"; still running after the {self.options.grace:g}s grace, terminated"
                 self.outcomes.not_run(index, bounded_repr(arg), why)
         elif on_first and phase == Phase.RUNNING and running in first.indices:
-            for index, arg in zip(first.indices, args, strict=True):
+            # A chunk's tasks run in its order: those before the running one finished.
+            done = first.indices.index(running) if self.options.keep_finished else 0
+            if done:
+                self.outcomes.passed(first.indices[:done], [None] * done, frozenset())
+            for index, arg in zip(first.indices[done:], args[done:], strict=True):
                 if index != running:
                     self._requeue(index, arg, False)
                     continue

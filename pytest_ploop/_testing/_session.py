@@ -162,7 +162,10 @@ class ParallelSession:
             workers=min(self.settings.workers, len(groups)),
             timeout=self.settings.timeout,
             grace=self.settings.grace,
-            chunksize=1,
+            # Adaptive chunks (several quick tests a message); a test that crashes its
+            # worker leaves those before it in the chunk finished (they reported already).
+            chunksize=None,
+            keep_finished=True,
             order=order,
             max_tasks_per_worker=self.settings.max_tasks_per_worker,
             max_worker_rss=self.settings.max_worker_rss,
@@ -251,13 +254,17 @@ class ParallelSession:
     def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
         item = self._items[index]
         ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        # The worker computed the location for its reports (``item.location`` costs a good
+        # part of a quick test's replay here, to compute the same tuple again).
+        location = reports[0].get("location") if reports else None
+        location = tuple(location) if location else item.location
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
         for data in reports:
             report = deserialize_report(self.config, data)
             if report.failed:
                 self._failed.add(index)
             ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
         for data in warns:
             self.config.hook.pytest_warning_recorded.call_historic(
                 kwargs=dict(

@@ -150,3 +150,32 @@ def test_max_worker_restart_stops_the_run(project: Project) -> None:
     ran = counts["failed"] + counts.get("passed", 0)
     assert ran < 23
     assert not_run_count(result) == 23 - ran
+
+
+MANY_QUICK = """
+import os
+
+import pytest
+import ploophelp
+
+
+@pytest.mark.parametrize("i", range(400))
+def test_quick(i):
+    ploophelp.log("quick", i)
+    if i == 250:
+        os._exit(3)
+"""
+
+
+def test_a_crash_among_quick_tests_runs_each_test_once(project: Project) -> None:
+    # Quick tests go to the workers several to a message (adaptive chunks); a crash in the
+    # middle of one leaves the tests before it finished, reported, and never run again.
+    project.pytester.makepyfile(test_quick=MANY_QUICK)
+    result = project.run("--ploop-workers=2", "-rA")
+    assert outcomes(result) == {"failed": 1, "passed": 399}
+    ran = Counter(int(e.fields[1]) for e in project.events())
+    assert sorted(ran) == list(range(400))
+    assert set(ran.values()) == {1}
+    reported = Counter(line.split()[1] for line in short_summary(result))
+    assert len(reported) == 400 and set(reported.values()) == {1}
+    assert "exited with code 3" in _failure_section(result, r"test_quick\[250\]")
