@@ -164,7 +164,8 @@ class ParallelSession:
             grace=self.settings.grace,
             # Adaptive chunks (several quick tests a message); a test that crashes its
             # worker leaves those before it in the chunk finished (they reported already).
-            chunksize=None,
+            # One test a message with --ploop-max-tasks-per-worker: a chunk would overrun it.
+            chunksize=1 if self.settings.max_tasks_per_worker is not None else None,
             keep_finished=True,
             order=order,
             max_tasks_per_worker=self.settings.max_tasks_per_worker,

@@ -9,6 +9,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -46,8 +47,13 @@ PROBE = """<script>
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    with tempfile.TemporaryDirectory(prefix="ploop-chromium-") as profile:
+        # No network: a machine without one refuses Chromium's background connections.
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+               *args]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
 def _report() -> RunReport:
