@@ -6,21 +6,66 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
+_Impls = tuple[tuple[Callable[..., Any], tuple[str, ...]], ...]
+_DIRECT = pytest.StashKey[tuple[_Impls | None, _Impls | None]]()
+
+
+def _pytests_own(hook: Any) -> _Impls | None:
+    """The implementations of a first-result ``hook`` in the order pluggy calls them, when
+    all of them are pytest's own plain ones (``_pytest.reports``, ``_pytest.subtests``);
+    ``None`` when a plugin implements it too, or wraps it."""
+    impls = hook.get_hookimpls()
+    for impl in impls:
+        module = getattr(impl.plugin, "__name__", "")
+        if not module.startswith("_pytest.") or impl.hookwrapper or impl.wrapper:
+            return None
+    return tuple((impl.function, tuple(impl.argnames)) for impl in reversed(impls))
+
+
+def _direct(config: pytest.Config) -> tuple[_Impls | None, _Impls | None]:
+    known = config.stash.get(_DIRECT, None)
+    if known is None:
+        known = (
+            _pytests_own(config.hook.pytest_report_to_serializable),
+            _pytests_own(config.hook.pytest_report_from_serializable),
+        )
+        config.stash[_DIRECT] = known
+    return known
+
+
+def _first_result(impls: _Impls, **kwargs: Any) -> Any:
+    """What the hook returns, pytest's own implementations called as pluggy would call them
+    (first non-``None`` result), without the dispatch that cost a quick test much of its
+    replay. A plugin's implementation of the hook is always honoured: then the hook runs."""
+    for function, argnames in impls:
+        result = function(*[kwargs[name] for name in argnames])
+        if result is not None:
+            return result
+    return None
+
 
 def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[str, Any]:
     """The report as plain data (pytest's own serialization, as xdist uses)."""
+    impls = _direct(config)[0]
+    if impls is not None:
+        direct: dict[str, Any] = _first_result(impls, config=config, report=report)
+        return direct
     data: dict[str, Any] = config.hook.pytest_report_to_serializable(config=config, report=report)
     return data
 
 
 def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
     """The report back from :func:`serialize_report`."""
+    impls = _direct(config)[1]
+    if impls is not None:
+        direct: pytest.TestReport = _first_result(impls, config=config, data=data)
+        return direct
     report: pytest.TestReport = config.hook.pytest_report_from_serializable(
         config=config, data=data
     )

@@ -237,3 +237,46 @@ def test_plugins_switched_off_stay_off(mixed: Project) -> None:
     quiet = mixed.run("-p", "no:warnings", "--ploop-workers=2")
     assert "warnings summary" not in quiet.stdout.str()
     assert "warnings" not in outcomes(quiet)
+
+
+REPORT_HOOKS_CONFTEST = """
+import os
+
+import pytest
+import ploophelp
+from _pytest.reports import TestReport
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_to_serializable(config, report):
+    if isinstance(report, TestReport):
+        data = report._to_json()
+        data["$report_type"] = "TestReport"
+        data["mine"] = "serialized in " + ploophelp.worker()
+        return data
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_from_serializable(config, data):
+    if "mine" in data:
+        mine = data.pop("mine")
+        report = TestReport._from_json(data)
+        report.mine = mine
+        return report
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and ploophelp.worker() == "main":
+        ploophelp.log(report.nodeid, getattr(report, "mine", "-"))
+"""
+
+
+def test_a_plugins_report_serialization_hooks_are_honoured(project: Project) -> None:
+    # pytest's own serialization is called directly when it is the only one; a plugin that
+    # implements the hooks (to carry data of its own across) gets them called.
+    project.pytester.makeconftest(REPORT_HOOKS_CONFTEST)
+    project.pytester.makepyfile(test_two="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    project.run("--ploop-workers=2").assert_outcomes(passed=2)
+    got = sorted(e.fields for e in project.events())
+    assert [nodeid for nodeid, _ in got] == ["test_two.py::test_a", "test_two.py::test_b"]
+    assert {mine for _, mine in got} <= {"serialized in w0", "serialized in w1"}
