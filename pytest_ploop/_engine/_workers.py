@@ -134,6 +134,8 @@ class Workers:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         slot: MutableSequence[float] = mp.sharedctypes.RawArray("d", SLOT_SIZE)
+        if self.threads and self.start_method == "fork":
+            _worker.prepare_thread_caps()
         dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
         config = _worker.WorkerConfig(
             worker_id=wid,
