@@ -150,6 +150,7 @@ class TestRunner:
             os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
             os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
         _silence_terminal(config)
+        _leave_reporting_to_the_main_process(config)
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
         _own_capture(config, wconfig.worker_id)
@@ -187,6 +188,40 @@ def _silence_terminal(config: pytest.Config) -> None:
         from _pytest._io import TerminalWriter
 
         reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115
+
+
+# Plugins that only report: each test's reports reach them in the main process, which replays
+# them. In a worker they would see every report a second time, for nothing.
+_MAIN_ONLY = ("ploop-durations", "ploop-report-outcomes", "ploop-cases-reporter")
+
+
+class _QuietReporter:
+    """Stands in for the terminal reporter in a worker: its attributes (for plugins that read
+    them, ``config.get_terminal_writer()``), none of its hooks, which cost a good part of a
+    quick test's time in the worker to report to nobody."""
+
+    def __init__(self, reporter: object) -> None:
+        object.__setattr__(self, "_reporter", reporter)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("pytest_"):
+            raise AttributeError(name)
+        return getattr(self._reporter, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._reporter, name, value)
+
+
+def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
+    manager = config.pluginmanager
+    for name in _MAIN_ONLY:
+        plugin = manager.get_plugin(name)
+        if plugin is not None:
+            manager.unregister(plugin)
+    reporter = manager.get_plugin("terminalreporter")
+    if reporter is not None and not isinstance(reporter, _QuietReporter):
+        manager.unregister(reporter)
+        manager.register(_QuietReporter(reporter), "terminalreporter")
 
 
 def _own_capture(config: pytest.Config, worker_id: str) -> None:

@@ -280,3 +280,19 @@ def test_a_plugins_report_serialization_hooks_are_honoured(project: Project) -> 
     got = sorted(e.fields for e in project.events())
     assert [nodeid for nodeid, _ in got] == ["test_two.py::test_a", "test_two.py::test_b"]
     assert {mine for _, mine in got} <= {"serialized in w0", "serialized in w1"}
+
+
+READS_THE_REPORTER = """
+def test_writes_through_the_reporter(request):
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_line("a line from a test")
+    request.config.get_terminal_writer().write("and through the writer\\n")
+    assert reporter.config is request.config and reporter.verbosity == 0
+"""
+
+
+def test_a_test_using_the_terminal_reporter_in_a_worker(project: Project) -> None:
+    # Workers leave the reporting to the main process (the reporter's hooks do not run
+    # there); what plugins and tests read of the reporter is still there.
+    project.pytester.makepyfile(test_reporter=READS_THE_REPORTER)
+    project.run("--ploop-workers=2").assert_outcomes(passed=1)
