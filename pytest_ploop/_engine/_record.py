@@ -233,6 +233,17 @@ class RunRecord:
             (e - s for s, e in zip(self.tasks.start, self.tasks.end, strict=True)), default=0.0
         )
 
+    @property
+    def peak_rss(self) -> int | None:
+        """The highest sum of the workers' RSS over the samples of one tick (they share
+        ``t``); ``None`` without samples."""
+        if not self.samples:
+            return None
+        per_tick: dict[float, int] = {}
+        for s in self.samples:
+            per_tick[s.t] = per_tick.get(s.t, 0) + s.rss
+        return max(per_tick.values())
+
     def summary(self) -> str:
         """One line: workers, wall, serial-equivalent time, speedup and efficiency."""
         return (

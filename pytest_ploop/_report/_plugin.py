@@ -232,18 +232,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = _record(config)
     if state is None or record is None:
         return
-    from ._compare import compare
-    from ._markdown import render_markdown
     from ._run import RunReport
 
     report = state.report = RunReport(
         record, task_labels(session), kind="pytest", outcomes=task_outcomes(session, state.tests)
     )
     if state.old is not None:
+        from ._compare import compare
+
         state.comparison = compare(state.old, report, state.threshold)
     state.written = write_reports(report, state.paths, comparison=state.comparison)
     summary = os.environ.get(STEP_SUMMARY_ENV)
     if summary:
+        from ._markdown import render_markdown
+
         with open(summary, "a", encoding="utf-8") as f:
             f.write(render_markdown(report, state.comparison) + "\n")
     if state.comparison is not None and state.comparison.regressed and session.exitstatus == 0:

@@ -8,21 +8,14 @@ import datetime
 import os
 import platform as _platform
 from dataclasses import dataclass, field
-
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from .._engine._record import RunRecord
-from ._stats import (
-    Labels,
-    Outcomes,
-    RunStats,
-    TaskColumns,
-    TaskStat,
-    columns,
-    compute,
-    label_function,
-    task_stats,
-)
+
+if TYPE_CHECKING:  # numpy: imported with _stats, when a figure beyond the summary is asked
+    import numpy.typing as npt
+
+    from ._stats import Labels, Outcomes, RunStats, TaskColumns, TaskStat
 
 KINDS = ("pytest", "loop")
 
@@ -91,19 +84,27 @@ class RunReport:
 
     def label(self, index: int) -> str:
         """The name of task ``index``."""
+        from ._stats import label_function
+
         return label_function(self.labels)(index)
 
     def columns(self) -> TaskColumns:
         """The task table as numpy arrays, with the outcomes shown."""
+        from ._stats import columns
+
         return columns(self.record, self.outcomes)
 
     def tasks(self, positions: npt.ArrayLike | None = None) -> list[TaskStat]:
         """The tasks at ``positions`` of the table (default: all), named and with outcomes."""
+        from ._stats import task_stats
+
         return task_stats(self.record, self.labels, positions, self.columns())
 
     def stats(self, top: int = 10) -> RunStats:
         """The run's figures (computed once per ``top``)."""
         if top not in self._stats:
+            from ._stats import compute
+
             self._stats[top] = compute(self.record, self.labels, top, self.outcomes)
         return self._stats[top]
 

@@ -258,7 +258,7 @@ def compute(
         load_imbalance=float(busy.max()) / mean_busy if mean_busy > 0 else math.nan,
         overhead_s=split.overhead_s,
         serial_fraction=fraction,
-        peak_rss=_peak_total_rss(record),
+        peak_rss=record.peak_rss,
         split=split,
         amdahl=amdahl(serial_s, critical, fraction),
         slowest=tuple(task_stats(record, labels, _slowest(cols, top), cols)),
@@ -422,16 +422,6 @@ def _split(per_worker: list[WorkerStat], lanes: int, wall_s: float, serial_s: fl
         tail_s=math.fsum(w.tail_s for w in used),
         unused_s=idle_lanes * wall_s,
     )
-
-
-def _peak_total_rss(record: RunRecord) -> int | None:
-    """The highest sum of the workers' RSS over the samples of one tick (they share ``t``)."""
-    if not record.samples:
-        return None
-    t = np.array([s.t for s in record.samples], dtype=np.float64)
-    rss = np.array([s.rss for s in record.samples], dtype=np.float64)
-    _, tick = np.unique(t, return_inverse=True)
-    return int(np.bincount(tick.ravel(), weights=rss).max())
 
 
 def _serial_fraction(speedup: float, workers: int) -> float:
