@@ -280,6 +280,11 @@ def _share(key: str, path: Path, value: object) -> None:
     tmp.replace(path)
 
 
+# This process's teardown duties: key -> (its shared lock on the value's users file, whether
+# it created a generator fixture's value, whose teardown can only run here).
+_DUTIES: dict[str, tuple[int, bool]] = {}
+
+
 def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = False) -> None:
     """Count this process among the value's users (a shared ``flock``, which the kernel drops
     if the process dies) and, when it ends, run ``teardown`` if it is the last user.
@@ -289,8 +294,10 @@ def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = F
     """
     users = os.open(path.with_suffix(".users"), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(users, fcntl.LOCK_SH)
+    _DUTIES[key] = (users, creator)
 
     def at_end() -> None:
+        _DUTIES.pop(key, None)
         try:
             fcntl.flock(users, fcntl.LOCK_EX | (0 if creator else fcntl.LOCK_NB))
         except OSError:
@@ -303,6 +310,26 @@ def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = F
             os.close(users)
 
     _at_exit(at_end)
+
+
+def must_stay() -> bool:
+    """Whether ending this process now, in the middle of a run, would tear down a run-once
+    value that the run may still need (and the next user compute it again): it created a
+    ``@once`` generator fixture's value (whose teardown can only run here, after every
+    other user), or it is right now the only process using a value with a teardown.
+
+    The pytest plugin asks before it replaces a worker between tests
+    (``--ploop-max-tasks-per-worker``, ``--ploop-max-worker-rss``): such a worker stays."""
+    for users, creator in _DUTIES.values():
+        if creator:
+            return True
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # others use it too: they tear it down
+        fcntl.flock(users, fcntl.LOCK_SH)
+        return True
+    return False
 
 
 def _at_exit(hook: Callable[[], None]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from .. import _sync
 from .._engine import _worker
 from . import _memory
 from ._reports import output_file, serialize_report, serialize_warning
@@ -117,7 +118,10 @@ class TestRunner:
         return len(group)
 
     def _retire(self) -> bool:
-        """Whether this worker ran its tests or passed its memory limit (between tests)."""
+        """Whether this worker ran its tests or passed its memory limit (between tests), and
+        may leave (it holds no run-once value that would be torn down mid-run)."""
+        if _sync.must_stay():
+            return False
         if self.max_tests is not None and self.tests_run >= self.max_tests:
             return True
         return self.max_rss is not None and _memory.rss_now() > self.max_rss

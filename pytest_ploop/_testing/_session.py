@@ -168,8 +168,8 @@ class ParallelSession:
             chunksize=1 if self.settings.max_tasks_per_worker is not None else None,
             keep_finished=True,
             order=order,
-            max_tasks_per_worker=self.settings.max_tasks_per_worker,
-            max_worker_rss=self.settings.max_worker_rss,
+            # Workers are replaced between tests by their own decision (TestRunner), which
+            # knows the tests (and keeps a worker that holds a run-once value's teardown).
             threads_per_worker=self.settings.threads_per_worker,
         )
         _worker.AFTER_FORK.append(runner.after_fork)

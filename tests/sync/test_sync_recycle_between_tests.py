@@ -166,3 +166,50 @@ def test_a_worker_under_the_limit_is_not_said_to_be_over(project: Project) -> No
     result = project.run("--ploop-workers=1", "--ploop-timeout=1", "--ploop-max-worker-rss=1G")
     result.assert_outcomes(passed=1, failed=1)
     assert "over the memory limit" not in result.stdout.str()
+
+
+SHARED_VALUES = """
+import pytest
+import pytest_ploop as ploop
+from conftest import log
+
+
+@pytest.fixture(scope="session")
+@ploop.once
+def database():
+    log("create", "database")
+    yield "db"
+    log("drop", "database")
+
+
+@pytest.fixture(scope="session")
+def build():
+    def make():
+        log("create", "build")
+        return "wheel"
+
+    return ploop.run_once("build", make, teardown=lambda value: log("drop", "build"))
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_uses(n, database, build):
+    log("start", str(n))
+"""
+
+
+def test_a_worker_holding_a_run_once_teardown_is_not_replaced(project: Project) -> None:
+    # Replacing the only worker that uses a run-once value would tear the value down in the
+    # middle of the run, and the next worker would set it up again: that worker stays.
+    project.pytester.makepyfile(test_shared=SHARED_VALUES)
+    result = project.run("--ploop-workers=1", "--ploop-max-tasks-per-worker=2")
+    result.assert_outcomes(passed=6)
+    _once_each(project.events("start"))
+    made = [(e.kind, e.name) for e in project.events("create", "drop")]
+    assert sorted(made) == [
+        ("create", "build"),
+        ("create", "database"),
+        ("drop", "build"),
+        ("drop", "database"),
+    ]
+    assert made.index(("drop", "database")) > made.index(("create", "build"))
+    assert len({e.pid for e in project.events("start")}) == 1
