@@ -71,7 +71,7 @@ class Settings:
     max_worker_rss: int | None = None
     threads_per_worker: int | None = None
     memory_budget: int | None = None
-    memory_cap: str = ""  # the terminal's line when memory capped --ploop-workers=auto
+    memory_cap: str = ""  # the terminal's line about the memory budget (a cap, or no effect)
     backend: tuple[str, str | None] = ("local", None)  # ("dask", address or None)
 
 
@@ -164,9 +164,16 @@ def read_settings(config: pytest.Config) -> Settings:
     budget_text = _raw(config, "ploop_memory_budget")
     budget = parse_size(budget_text, "--ploop-memory-budget") if budget_text else None
     cap = None
-    if raw is not None and raw.strip().lower() == "auto":
+    if _is_auto(raw):
         cap = _memory.cap_workers(config, workers, max_rss, budget)
         workers = cap.workers if cap is not None else workers
+    memory_line = cap.line() if cap is not None and cap.capped else ""
+    if budget is not None and workers > 0 and cap is None and not _is_auto(raw):
+        # Said, not an error: the budget may sit in the ini file for the runs that use auto.
+        memory_line = (
+            f"ploop: --ploop-memory-budget={budget_text} had no effect: it caps the worker "
+            f"count of --ploop-workers=auto, and this run had --ploop-workers={raw}"
+        )
     return Settings(
         workers=workers,
         timeout=timeout,
@@ -179,9 +186,13 @@ def read_settings(config: pytest.Config) -> Settings:
         max_worker_rss=max_rss,
         threads_per_worker=int(threads) if threads is not None else None,
         memory_budget=budget,
-        memory_cap=cap.line() if cap is not None and cap.capped else "",
+        memory_cap=memory_line,
         backend=backend,
     )
+
+
+def _is_auto(raw: str | None) -> bool:
+    return raw is not None and raw.strip().lower() == "auto"
 
 
 def read_backend(config: pytest.Config) -> tuple[str, str | None]:

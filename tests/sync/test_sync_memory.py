@@ -261,23 +261,27 @@ def test_the_larger_of_peak_and_max_rss_is_what_a_worker_needs(
 
 @pytest.mark.usefixtures("machine")
 @pytest.mark.parametrize(
-    ("peak", "args", "workers"),
+    ("peak", "args", "workers", "line"),
     [
-        (MiB, ("--ploop-workers=auto", "--ploop-memory-budget=1T"), 8),  # room: one per CPU
-        (None, ("--ploop-workers=auto", "--ploop-memory-budget=1M"), 8),  # nothing to go by
-        (GiB, ("--ploop-workers=6", "--ploop-memory-budget=1G"), 6),  # a count given stays
-        (GiB, ("--ploop-memory-budget=1G",), 0),  # serial stays serial
+        (MiB, ("--ploop-workers=auto", "--ploop-memory-budget=1T"), 8, ""),  # room: one per CPU
+        (None, ("--ploop-workers=auto", "--ploop-memory-budget=1M"), 8, ""),  # nothing to go by
+        # A count given stays, and the line says that the budget did nothing.
+        (GiB, ("--ploop-workers=6", "--ploop-memory-budget=1G"), 6,
+         "ploop: --ploop-memory-budget=1G had no effect: it caps the worker count of "
+         "--ploop-workers=auto, and this run had --ploop-workers=6"),
+        (GiB, ("--ploop-memory-budget=1G",), 0, ""),  # serial stays serial
     ],
     ids=["generous-budget", "no-peak-recorded", "count-given", "serial"],
-)
-def test_no_cap_no_line(
+)  # fmt: skip
+def test_no_cap(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
     peak: int | None,
     args: tuple[str, ...],
     workers: int,
+    line: str,
 ) -> None:
-    assert _settings(pytester, monkeypatch, peak, *args) == (workers, "")
+    assert _settings(pytester, monkeypatch, peak, *args) == (workers, line)
 
 
 # -- real runs ------------------------------------------------------------------------------
@@ -392,3 +396,14 @@ def test_a_worker_past_max_rss_is_replaced_and_every_test_runs_once(project: Pro
     assert len(set(pids)) == len(pids) == 4
     assert os.getpid() not in pids
     assert {p for w in record["worker_info"] for p in w["pids"]} == set(pids)
+
+
+def test_a_budget_without_auto_says_it_has_no_effect(project: Project) -> None:
+    # Said in the ploop section, not an error: the ini file may hold it for auto runs.
+    project.pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = project.run("--ploop-workers=2", "--ploop-memory-budget=8G")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["ploop: --ploop-memory-budget=8G had no effect: it caps the worker count of "
+         "--ploop-workers=auto, and this run had --ploop-workers=2"]
+    )  # fmt: skip
