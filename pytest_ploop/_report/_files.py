@@ -56,6 +56,12 @@ def report_paths(report: ReportOption) -> list[Path]:
     if report is None:
         return []
     given = [report] if isinstance(report, str | os.PathLike) else list(report)
+    for p in given:
+        if isinstance(p, str) and not p.strip():
+            raise ValueError(
+                "report='' names no file: give a name ending in .json, .md or .html, or "
+                "report=None for no report"
+            )
     paths = [Path(p) for p in given]
     for p in paths:
         format_of(p)

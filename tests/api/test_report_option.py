@@ -167,6 +167,8 @@ BAD = [
     pytest.param("run.txt", ValueError, r"cannot tell the report format of '.*run.txt': use a "
                  r"name ending in .json, .md or .html", id="txt"),
     pytest.param("run", ValueError, r"report format of '.*run'", id="no-extension"),
+    pytest.param("", ValueError, r"report='' names no file: give a name ending in .json, "
+                 r".md or .html, or report=None for no report", id="empty"),
     pytest.param(42, TypeError, r"report=42 must be a path \(str or os.PathLike\), a list of "
                  r"paths, or None", id="int"),
     pytest.param(b"run.json", TypeError, r"report=b'run.json' must be a path", id="bytes"),
