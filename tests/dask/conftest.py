@@ -118,6 +118,10 @@ def cluster() -> Iterator[Any]:
     alive = _still_running(left) if left else []
     if alive:
         _fail_and_kill("the module's Dask cluster", alive)
+    # Dask's threads notice the close on their own tick (the scheduler's "Profile" watcher
+    # checks every few tens of milliseconds): each gets a bounded wait for its end.
+    for t in [t for t in threading.enumerate() if t not in threads]:
+        t.join(timeout=_REAP_S)
     extra = [t.name for t in threading.enumerate() if t not in threads and t.is_alive()]
     assert not extra, f"the module's Dask cluster left threads running: {extra}"
 
