@@ -149,7 +149,8 @@ def fanout_lines(fanouts: Mapping[str, Mapping[str, Any]]) -> list[str]:
     what the fan-out bought.
     """
     lines = []
-    for nodeid, s in fanouts.items():
+    # By node id: the reports arrive in the order the workers finish, which varies.
+    for nodeid, s in sorted(fanouts.items()):
         if not s.get("workers"):
             continue
         speedup = s.get("speedup")

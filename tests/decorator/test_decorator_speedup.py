@@ -81,7 +81,8 @@ def test_fanout_lines() -> None:
     }  # fmt: skip
     assert fanout_lines(fanouts) == [
         "  parametrize_parallel tests (cases on workers of their own):",
-        "    t.py::test_x: 500 cases on 8 workers, 41.0s of cases in 6.2s -> 6.6x",
+        # In node id order, whatever order the reports came in.
         "    t.py::test_one: 1 case on 1 worker, 0.40s of cases in 0.50s -> 0.80x",
+        "    t.py::test_x: 500 cases on 8 workers, 41.0s of cases in 6.2s -> 6.6x",
     ]
     assert fanout_lines({}) == []
