@@ -47,6 +47,7 @@ from ._cases_report import (
     FAILING,
     ORDER,
     CaseResult,
+    case_outcome,
     cases,
     crash_text,
     failure_report,
@@ -214,22 +215,10 @@ class _ItemTask:
         return result
 
     def _run(self, case: Case) -> tuple[str, str]:
-        xfail = self.xfails.get(case.index)
-        try:
-            self.spec.fn(*self.call.args, **self.call.for_case(case))
-        except pytest.skip.Exception as exc:
-            return "skipped", exc.msg or ""
-        except pytest.xfail.Exception as exc:
-            return "xfailed", exc.msg or ""
-        except BaseException as exc:
-            if xfail is not None and xfail.expects(exc):
-                return "xfailed", xfail.reason
-            return "failed", self._longrepr(exc)
-        if xfail is not None:
-            if xfail.strict:
-                return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip()
-            return "xpassed", xfail.reason
-        return "passed", ""
+        def run() -> object:
+            return self.spec.fn(*self.call.args, **self.call.for_case(case))
+
+        return case_outcome(run, self.xfails.get(case.index), self._longrepr)
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest shows a test's: its frames of the test only, assertions

@@ -39,7 +39,8 @@ from .._case_spec import Case, XFail
 from .._engine import _worker
 from .._fanout import budget_size
 from .._parametrize import Spec
-from ._cases_report import FAILING, CaseResult
+from . import _cases_report
+from ._cases_report import FAILING, CaseResult, case_outcome
 from ._settings import read_backend
 
 if TYPE_CHECKING:
@@ -180,25 +181,13 @@ class DaskCaseTask:
         return result
 
     def _run(self, case: Case) -> tuple[str, str]:
-        xfail = self.xfails.get(case.index)
-        try:
+        def run() -> object:
             base = getattr(self.call, "tmp_base", None)
             if isinstance(base, Path):  # another machine: its tmp_path is made there
                 base.mkdir(parents=True, exist_ok=True)
-            self.fn(*self.call.args, **self.call.for_case(case))
-        except pytest.skip.Exception as exc:
-            return "skipped", exc.msg or ""
-        except pytest.xfail.Exception as exc:
-            return "xfailed", exc.msg or ""
-        except BaseException as exc:
-            if xfail is not None and xfail.expects(exc):
-                return "xfailed", xfail.reason
-            return "failed", self._longrepr(exc)
-        if xfail is not None:
-            if xfail.strict:
-                return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip()
-            return "xpassed", xfail.reason
-        return "passed", ""
+            return self.fn(*self.call.args, **self.call.for_case(case))
+
+        return case_outcome(run, self.xfails.get(case.index), self._longrepr)
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest renders it (``--tb`` and ``-l`` honoured), from the test
@@ -208,7 +197,8 @@ class DaskCaseTask:
         entry (``n = 3``), as with forked workers; without them the entry began with its
         source, whose first line lost its indent to the repr's ``str()`` (which strips)."""
         tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        ours = (__file__, _cases_report.__file__)  # this task's frames, and case_outcome's
+        while tb is not None and tb.tb_frame.f_code.co_filename in ours:
             tb = tb.tb_next
         try:
             info = pytest.ExceptionInfo.from_exception(exc.with_traceback(tb))

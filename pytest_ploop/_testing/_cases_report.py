@@ -6,16 +6,42 @@ from __future__ import annotations
 import os
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from .._case_spec import XFail
 from .._parametrize import Spec
 from ._reports import trim_stack
 
 FAILING = ("failed", "crashed", "timed_out", "not_run")
 ORDER = ("failed", "crashed", "timed_out", "not_run", "passed", "xpassed", "xfailed", "skipped")
+
+
+def case_outcome(
+    run: Callable[[], object], xfail: XFail | None, longrepr: Callable[[BaseException], str]
+) -> tuple[str, str]:
+    """Run one case (``run()``, the test function with the case's arguments); its outcome
+    as pytest would judge it, with the case's marks, and the text its report shows."""
+    try:
+        run()
+    except pytest.skip.Exception as exc:
+        return "skipped", exc.msg or ""
+    except pytest.xfail.Exception as exc:
+        return "xfailed", exc.msg or ""
+    except BaseException as exc:
+        if xfail is not None and xfail.expects(exc):
+            return "xfailed", xfail.reason
+        return "failed", longrepr(exc)
+    if xfail is not None:
+        if xfail.strict:
+            return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip()
+        return "xpassed", xfail.reason
+    return "passed", ""
+
+
 OUTPUT_LIMIT = 10_000  # characters of a case's captured stream shown in the report (the end)
 _SEP_WIDTH = 72
 
