@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 import pytest
+
+from tests.processes import gone
 
 pytest.importorskip("distributed")
 
@@ -153,25 +154,6 @@ def ran_locally(cluster: Cluster, cases: list[Case]) -> bool:
     return bool(cases) and all(
         c.where == "local" and c.pid not in cluster.pids and c.pid != c.main for c in cases
     )
-
-
-def ended(pids: set[int], timeout: float = 10.0) -> bool:
-    """Whether all of ``pids`` have ended (waiting, bounded, for their exit)."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    return all(_gone(p) for p in alive)
-
-
-def _gone(p: psutil.Process) -> bool:
-    try:
-        return p.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
 
 
 def failure_report(result: pytest.RunResult) -> str:
@@ -329,7 +311,7 @@ def test_dask_alone_starts_a_local_cluster_for_the_run(
     assert len(cases) == 8
     assert all(c.where.startswith("tcp://") and c.pid != c.main for c in cases)
     assert not {c.pid for c in cases} & on_cluster.pids  # not the module's cluster
-    assert ended({c.pid for c in cases})  # closed at the end of the run
+    assert gone({c.pid for c in cases})  # closed at the end of the run
 
 
 def test_the_decorators_backend_dask_without_the_option(project: Project) -> None:
@@ -347,7 +329,7 @@ def test_the_decorators_backend_dask_without_the_option(project: Project) -> Non
     local = [c for c in cases if c.test == "test_local"]
     assert [c.n for c in local] == [0, 1]
     assert all(c.where == "local" and c.pid != c.main for c in local)
-    assert ended({c.pid for c in cases})
+    assert gone({c.pid for c in cases})
 
 
 # -- usage errors -------------------------------------------------------------------------------

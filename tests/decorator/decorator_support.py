@@ -18,7 +18,6 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psutil
 import pytest
 
 PLUGIN = ("-p", "pytest_ploop._testing._cases_plugin")
@@ -148,25 +147,6 @@ def rerun_args(report: str) -> list[str]:
     args = shlex.split(match.group(1))
     assert args[0] == "pytest"
     return args[1:]
-
-
-def gone(pids: Iterable[int], timeout: float = 10.0) -> bool:
-    """Whether every process in ``pids`` has ended (waiting up to ``timeout`` for it)."""
-    procs = []
-    for pid in set(pids):
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    return all(_ended(p) for p in alive)
-
-
-def _ended(p: psutil.Process) -> bool:
-    try:
-        return p.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
 
 
 def max_overlap(spans: Iterable[tuple[float, float]]) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from decorator_support import Project, gone, section
+from decorator_support import Project, section
+
+from tests.processes import gone
 
 CRASH = """
 import os
