@@ -1,10 +1,33 @@
-"""Process checks the test packages share."""
+"""What the test packages share about the processes they start: the environment an inner
+pytest run must not inherit, and whether processes ended."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import psutil
+import pytest
+
+# An inner run must not inherit these: the outer suite may itself run under --ploop-workers
+# (or xdist), and a worker's variables would make the inner run a "worker", or cap its
+# fan-out with the outer run's budget.
+INNER_RUN_ENV = (
+    "PLOOP_WORKER",
+    "PLOOP_WORKER_COUNT",
+    "PLOOP_WORKERS",
+    "PLOOP_RUN_DIR",
+    "PLOOP_FANOUT_BUDGET",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTEST_ADDOPTS",
+)
+
+
+def clear_inner_run_env(monkeypatch: pytest.MonkeyPatch, *extra: str) -> None:
+    """Unset :data:`INNER_RUN_ENV` (and ``extra``) for the test: inner runs start clean."""
+    for var in (*INNER_RUN_ENV, *extra):
+        monkeypatch.delenv(var, raising=False)
 
 
 def gone(pids: Iterable[int], timeout: float = 10.0) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import gone
+from tests.processes import clear_inner_run_env, gone
 
 pytest.importorskip("distributed")
 
@@ -33,20 +33,6 @@ addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:cov -p n
 faulthandler_timeout = 60
 {extra}
 """
-
-# Environment variables an inner run must not inherit (the outer run may be a ploop or xdist
-# worker, and its variables would make the inner run one).
-_ENV = (
-    "PLOOP_WORKER",
-    "PLOOP_WORKER_COUNT",
-    "PLOOP_WORKERS",
-    "PLOOP_RUN_DIR",
-    "PLOOP_FANOUT_BUDGET",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_ADDOPTS",
-)
 
 # A case's line in the log. Everything it needs is in its own body: the function travels to
 # the Dask worker by value, but a helper of the test module would be imported there by name,
@@ -117,8 +103,7 @@ class Project:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
-    for var in _ENV:
-        monkeypatch.delenv(var, raising=False)
+    clear_inner_run_env(monkeypatch)
     return Project(pytester)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.processes import clear_inner_run_env
+
 PLUGIN = ("-p", "pytest_ploop._testing._cases_plugin")
 RUN_TIMEOUT_S = 120.0
 
@@ -71,20 +73,6 @@ def wait_for(name):
     wait_until(lambda: os.path.exists(os.path.join(ROOT, name)), name)
 """
 
-# Environment variables an inner run must not inherit: the outer suite may itself run under
-# --ploop-workers (or xdist), and a worker's variables would make the inner run a "worker".
-_ENV = (
-    "PLOOP_WORKER",
-    "PLOOP_WORKER_COUNT",
-    "PLOOP_WORKERS",
-    "PLOOP_RUN_DIR",
-    "PLOOP_FANOUT_BUDGET",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_ADDOPTS",
-)
-
 
 @dataclass(frozen=True)
 class Event:
@@ -100,8 +88,7 @@ class Project:
     """The inner project: its files, its runs and what its tests logged."""
 
     def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-        for var in _ENV:
-            monkeypatch.delenv(var, raising=False)
+        clear_inner_run_env(monkeypatch)
         self.pytester = pytester
         self.path = pytester.path
         pytester.makeini(INI)

@@ -29,6 +29,8 @@ from typing import IO
 import psutil
 import pytest
 
+from tests.processes import clear_inner_run_env
+
 # Plugins the inner runs do not need (hypothesis alone costs about a second per start-up).
 # No ``filterwarnings = error`` here: some inner suites warn on purpose.
 INI = """\
@@ -70,19 +72,6 @@ def wait_for(name):
         time.sleep(0.005)
 """
 
-# Environment variables an inner run must not inherit: the outer suite may itself run under
-# --ploop-workers (or xdist), and a worker's variables would make the inner run a "worker".
-_ENV = (
-    "PLOOP_WORKER",
-    "PLOOP_WORKER_COUNT",
-    "PLOOP_WORKERS",
-    "PLOOP_RUN_DIR",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_ADDOPTS",
-)
-
 NO_CACHE = ("-p", "no:cacheprovider")
 RUN_TIMEOUT_S = 120.0
 SUMMARY_PREFIXES = ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS")
@@ -101,8 +90,7 @@ class Project:
     """The inner project: its files, its runs and what its tests logged."""
 
     def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-        for var in _ENV:
-            monkeypatch.delenv(var, raising=False)
+        clear_inner_run_env(monkeypatch)
         self.pytester = pytester
         self.path = pytester.path
         pytester.makeini(INI)

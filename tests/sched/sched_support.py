@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import clear_inner_run_env
+
 # Plugins the inner runs do not need: hypothesis alone costs about a second per start-up.
 INI = """\
 [pytest]
@@ -116,14 +118,4 @@ def ids_of(function: str, params: Iterable[object]) -> list[str]:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The inner run must not think it is a ploop worker (or an xdist one) or inherit a thread
     cap: the suite itself may run under ``--ploop-workers``."""
-    for var in (
-        "PLOOP_WORKER",
-        "PLOOP_WORKER_COUNT",
-        "PLOOP_WORKERS",
-        "PLOOP_RUN_DIR",
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_XDIST_TESTRUNUID",
-        "PYTEST_ADDOPTS",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    clear_inner_run_env(monkeypatch)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.processes import clear_inner_run_env
+
 INI = """\
 [pytest]
 addopts = --strict-markers --strict-config -p no:hypothesispytest -p no:benchmark -p no:cov
@@ -173,15 +175,4 @@ def max_concurrency(spans: Iterable[Interval]) -> int:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The inner run must not think it is a ploop worker (or an xdist one) or inherit a thread
     cap: the suite itself may run under ``--ploop-workers``."""
-    for var in (
-        "PLOOP_WORKER",
-        "PLOOP_WORKER_COUNT",
-        "PLOOP_WORKERS",
-        "PLOOP_RUN_DIR",
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-        "PYTEST_XDIST_TESTRUNUID",
-        "PYTEST_ADDOPTS",
-        *THREAD_VARS,
-    ):
-        monkeypatch.delenv(var, raising=False)
+    clear_inner_run_env(monkeypatch, *THREAD_VARS)
