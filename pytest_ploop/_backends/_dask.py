@@ -217,8 +217,8 @@ class DaskRun:
     """One function over one input on a Dask cluster, with the interface of ``_pool.Run``:
     drive it with :meth:`poll` until :attr:`done`, then call :meth:`finish`.
 
-    Options as for ``Run``; ``workers``, ``threads_per_worker``, ``max_tasks_per_worker`` and
-    ``max_worker_rss`` do not apply (the cluster has its own workers). ``timeout`` and
+    Options as for ``Run``; ``workers`` and ``threads_per_worker`` do not apply (the cluster
+    has its own workers). ``timeout`` and
     ``fail_fast`` stop the run: batches not started are cancelled and their tasks are
     ``not_run``; a task that is running cannot be interrupted from outside: it runs on in its
     worker thread, and on a cluster started here its worker is restarted after the run.

@@ -52,7 +52,6 @@ from ._messages import (
     FunctionFailed,
     NoMore,
     Phase,
-    Stop,
 )
 from ._outcomes import Outcomes, bounded_repr, rebuild
 from ._record import RunRecord, WorkerInfo
@@ -100,8 +99,6 @@ class RunOptions:
     # Dispatch a list, tuple or range in this order of positions (longest-first scheduling);
     # tasks keep their input positions as indices.
     order: Sequence[int] | None = None
-    max_tasks_per_worker: int | None = None  # then the worker is replaced
-    max_worker_rss: int | None = None  # bytes; checked between chunks
     threads_per_worker: int | None = None  # None: the CPUs over the workers; 0: no cap
     # The tasks of a chunk that finished before its worker died keep their outcome (passed,
     # without a value) instead of running again: for tasks that deliver what they do as they
@@ -290,38 +287,14 @@ class Run:
     def _fill(self) -> None:
         if self.state is not State.RUNNING:
             return
-        self._retire()
         self._dispatch()
         no_more = not self._has_work()
         for w in self.workers.live():
             # Tell each busy worker that nothing follows what it holds (a lookahead task,
-            # the plugin's, waits for that before it tears its fixtures down); and a worker
-            # due for replacement that nothing follows what it has.
-            if w.inflight and not w.told_no_more and (no_more or w.retiring):
+            # the plugin's, waits for that before it tears its fixtures down).
+            if w.inflight and not w.told_no_more and no_more:
                 w.channel.queue(NoMore(self.job))
                 w.told_no_more = True
-
-    def _retire_now(self, w: WorkerHandle) -> bool:
-        limit = self.options.max_tasks_per_worker
-        if limit is not None and w.tasks_sent >= limit:
-            w.retiring = True
-        return w.retiring
-
-    def _retire(self) -> None:
-        """Replace workers that ran ``max_tasks_per_worker`` tasks or grew past
-        ``max_worker_rss``: they get no new chunk, stop when idle, and their slot gets a fresh
-        fork."""
-        limit_tasks, limit_rss = self.options.max_tasks_per_worker, self.options.max_worker_rss
-        if limit_tasks is None and limit_rss is None:
-            return
-        for w in self.workers.live():
-            if not w.retiring:
-                over_tasks = limit_tasks is not None and w.tasks_sent >= limit_tasks
-                over_rss = limit_rss is not None and w.last_rss > limit_rss
-                w.retiring = over_tasks or over_rss
-            if w.retiring and not w.inflight and not w.stopping:
-                w.channel.queue(Stop())
-                w.stopping = True
 
     def _dispatch(self) -> None:
         n = self.options.workers
@@ -333,9 +306,7 @@ class Run:
         for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)
-                if w is not None and (len(w.inflight) > depth or w.retiring):
-                    continue
-                if w is not None and self._retire_now(w):
+                if w is not None and len(w.inflight) > depth:
                     continue
                 if not self._has_work() or self._held_back():
                     return

@@ -210,12 +210,16 @@ _NUMERIC = ("numpy", "scipy", "torch", "sklearn")
 _CONTROLLER: tuple[frozenset[str], Any] | None = None
 
 
+def _loaded_numeric() -> frozenset[str]:
+    return frozenset(m for m in _NUMERIC if m in sys.modules)
+
+
 def prepare_thread_caps() -> None:
     """In the main process, before forking: find the loaded numeric libraries once (import
     threadpoolctl and scan), so that a forked worker only sets their limits. Each worker
     importing and scanning itself took tens of milliseconds of its start, times the workers."""
     global _CONTROLLER
-    loaded = frozenset(m for m in _NUMERIC if m in sys.modules)
+    loaded = _loaded_numeric()
     if not loaded or (_CONTROLLER is not None and _CONTROLLER[0] == loaded):
         return
     with contextlib.suppress(Exception):
@@ -230,7 +234,7 @@ def _cap_threads(n: int) -> None:
     those this forked worker inherited already loaded."""
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
-    loaded = frozenset(m for m in _NUMERIC if m in sys.modules)
+    loaded = _loaded_numeric()
     if not loaded:
         return
     with contextlib.suppress(Exception):

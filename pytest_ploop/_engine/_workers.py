@@ -68,8 +68,6 @@ class WorkerHandle:
     killed_for: str | None = None
     timeout_stack: str = ""
     told_no_more: bool = False
-    retiring: bool = False  # due for replacement: no new chunks
-    stopping: bool = False  # told to Stop
     last_rss: int = 0  # bytes, from the last resource sample
     tasks_sent: int = 0
     inherited: frozenset[int] = frozenset()

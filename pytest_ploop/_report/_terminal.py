@@ -26,17 +26,15 @@ def summary_line(report: RunReport) -> str:
     """``ploop: N workers, W wall, S of tests -> X speedup (E efficiency)[, peak RSS R]``.
 
     A fixed format that scripts can match (``1 worker``, ``2 workers``: ``workers?``)."""
-    # The figures of report.stats(), from the record: no numpy for the one line every run
-    # prints (importing it was a tenth of a second of a quick suite's run).
+    # The figures of report.stats(), from the record's own properties: no numpy for the one
+    # line every run prints (importing it was a tenth of a second of a quick suite's run).
     record = report.record
     wall_s = record.wall_s if math.isfinite(record.wall_s) else 0.0
-    serial_s = record.serial_s
-    speedup = serial_s / wall_s if wall_s > 0 else math.nan
-    efficiency = speedup / record.workers if record.workers else math.nan
+    efficiency = record.efficiency if record.workers else math.nan
     line = (
         f"ploop: {fmt.count(record.workers, 'worker')}, {fmt.seconds(wall_s)} wall, "
-        f"{fmt.seconds(serial_s)} of {report.noun} -> {fmt.times(speedup)} speedup "
-        f"({fmt.percent(efficiency)} efficiency)"
+        f"{fmt.seconds(record.serial_s)} of {report.noun} -> {fmt.times(record.speedup)} "
+        f"speedup ({fmt.percent(efficiency)} efficiency)"
     )
     peak = record.peak_rss
     if peak is not None:

@@ -163,12 +163,13 @@ def read_settings(config: pytest.Config) -> Settings:
     max_rss = parse_size(rss_text) if rss_text else None
     budget_text = _raw(config, "ploop_memory_budget")
     budget = parse_size(budget_text, "--ploop-memory-budget") if budget_text else None
-    cap = None
-    if _is_auto(raw):
+    memory_line = ""
+    if raw is not None and raw.strip().lower() == "auto":
         cap = _memory.cap_workers(config, workers, max_rss, budget)
-        workers = cap.workers if cap is not None else workers
-    memory_line = cap.line() if cap is not None and cap.capped else ""
-    if budget is not None and workers > 0 and cap is None and not _is_auto(raw):
+        if cap is not None:
+            workers = cap.workers
+            memory_line = cap.line() if cap.capped else ""
+    elif budget is not None and workers > 0:
         # Said, not an error: the budget may sit in the ini file for the runs that use auto.
         memory_line = (
             f"ploop: --ploop-memory-budget={budget_text} had no effect: it caps the worker "
@@ -189,10 +190,6 @@ def read_settings(config: pytest.Config) -> Settings:
         memory_cap=memory_line,
         backend=backend,
     )
-
-
-def _is_auto(raw: str | None) -> bool:
-    return raw is not None and raw.strip().lower() == "auto"
 
 
 def read_backend(config: pytest.Config) -> tuple[str, str | None]:
