@@ -192,3 +192,27 @@ def test_group_label() -> None:
     assert group_label(["a.py::test_x"]) == "a.py::test_x"
     assert group_label(["a.py::K::t1", "a.py::K::t2"]) == "a.py::K (2 tests)"
     assert group_label(["a.py::t[1]", "b.py::t[2]"]) == "a.py::t[1] ... (2 tests)"
+
+
+NUMPY_SEEN = """
+import os
+import sys
+
+
+def pytest_unconfigure(config):
+    if not os.environ.get("PLOOP_WORKER"):  # the main process, after its summary
+        with open("numpy-seen.txt", "w") as f:
+            f.write(str("numpy" in sys.modules))
+"""
+
+
+def test_the_summary_line_alone_does_not_import_numpy(suite: pytest.Pytester) -> None:
+    # numpy is for the statistics beyond the one line (-v, report files): a quick suite's
+    # run should not pay for importing it.
+    suite.makeconftest(NUMPY_SEEN)
+    quiet = _run(suite)
+    assert _ploop_line(quiet)
+    assert (suite.path / "numpy-seen.txt").read_text() == "False"
+    verbose = _run(suite, "-v")
+    assert "slowest tests:" in verbose.stdout.str()
+    assert (suite.path / "numpy-seen.txt").read_text() == "True"
