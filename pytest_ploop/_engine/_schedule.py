@@ -6,7 +6,10 @@ OpenMP where they fit:
 - ``static``: the input is cut into one block per worker (or blocks of ``chunksize``).
 - ``dynamic`` (default): chunk sizes adapt so that a chunk takes about ``TARGET_CHUNK_S`` of
   worker time: tiny tasks go in large chunks (amortising messages), long ones one at a time.
-  Near the end of an input of known length chunks shrink so the workers finish together.
+  On an input of known length a chunk also takes a share of what remains (up to
+  ``MAX_CHUNK_S`` of work), so that a long loop of tasks of some milliseconds does not pay a
+  round trip to the main process per task; near the end chunks shrink so the workers finish
+  together.
 - ``guided``: chunks of the remaining work divided by twice the workers, shrinking to 1.
 
 An explicit ``chunksize`` fixes the size for every policy.
@@ -23,6 +26,11 @@ ScheduleName = Literal["dynamic", "static", "guided"]
 SCHEDULES: tuple[ScheduleName, ...] = ("dynamic", "static", "guided")
 
 TARGET_CHUNK_S = 0.03
+# On a known input a chunk takes at least the remaining tasks over SHARE x workers, but no
+# more than MAX_CHUNK_S of work: a worker that dies re-runs its chunk's finished tasks, and
+# progress is counted chunk by chunk.
+SHARE = 4
+MAX_CHUNK_S = 0.5
 TAIL_MIN_S = 0.003  # near the end, chunks shrink, but not below this much work
 MAX_CHUNK = 1 << 16
 
@@ -81,12 +89,17 @@ class Dynamic:
     def chunk_size(self, progress: Progress) -> int:
         if progress.mean_task_s is None:
             return 1  # measure first: one task per worker tells how long a task takes
-        size = int(self.target_s / max(progress.mean_task_s, 1e-7))
+        mean = max(progress.mean_task_s, 1e-7)
+        size = int(self.target_s / mean)
         if progress.remaining is not None:
+            # Far from the end, a share of what remains: every message wakes the main
+            # process, which takes a CPU from a worker for a moment.
+            share = math.ceil(progress.remaining / (SHARE * progress.workers))
+            size = max(size, min(share, int(MAX_CHUNK_S / mean)))
             # Leave every worker a share of the tail so none idles while one finishes; but
             # chunks of a few microseconds of work would cost more in messages than they save.
             tail = math.ceil(progress.remaining / (2 * progress.workers))
-            floor = int(TAIL_MIN_S / max(progress.mean_task_s, 1e-7))
+            floor = int(TAIL_MIN_S / mean)
             size = min(size, max(tail, floor))
         return max(1, min(size, MAX_CHUNK))
 

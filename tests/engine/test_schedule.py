@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from pytest_ploop._engine._schedule import (
     MAX_CHUNK,
+    MAX_CHUNK_S,
     SCHEDULES,
+    SHARE,
     TAIL_MIN_S,
     TARGET_CHUNK_S,
     Dynamic,
@@ -93,8 +95,25 @@ def test_dynamic_shrinks_chunks_near_the_end_so_workers_finish_together() -> Non
     policy = Dynamic()
     far = policy.chunk_size(Progress(100_000, 4, 0.0001))
     near = policy.chunk_size(Progress(800, 4, 0.0001))
-    assert abs(far * 0.0001 - TARGET_CHUNK_S) <= 0.0001
-    assert near == math.ceil(800 / (2 * 4)) < far
+    assert far > near == math.ceil(800 / (2 * 4))
+
+
+def test_dynamic_gives_a_share_of_a_long_input_to_each_chunk() -> None:
+    # 200 tasks of 20 ms on 2 workers: one task per chunk would meet the target time, but
+    # each chunk costs a round trip; a chunk takes the remaining tasks over SHARE x workers.
+    assert Dynamic().chunk_size(Progress(200, 2, 0.02)) == math.ceil(200 / (SHARE * 2))
+    # ... but never more than MAX_CHUNK_S of work.
+    assert Dynamic().chunk_size(Progress(10_000, 2, 0.02)) == int(MAX_CHUNK_S / 0.02)
+    # Tasks longer than MAX_CHUNK_S still go one at a time; an input of unknown length gets
+    # no share.
+    assert Dynamic().chunk_size(Progress(10_000, 2, MAX_CHUNK_S * 2)) == 1
+    assert Dynamic().chunk_size(Progress(None, 2, 0.02)) == 1
+    # The whole loop: 29 chunks rather than 200, ending with chunks of one task.
+    sizes, left = [], 200
+    while left:
+        sizes.append(min(left, Dynamic().chunk_size(Progress(left, 2, 0.02))))
+        left -= sizes[-1]
+    assert len(sizes) == 29 and sizes[-4:] == [1, 1, 1, 1]
 
 
 def test_dynamic_tail_chunks_keep_a_floor_of_work() -> None:
@@ -109,8 +128,9 @@ def test_dynamic_tail_chunks_keep_a_floor_of_work() -> None:
 def test_dynamic_hands_out_every_task_of_a_known_input() -> None:
     sizes = drain(Dynamic(), 1000, 4)
     assert sum(sizes) == 1000
-    assert abs(sizes[0] * 0.001 - TARGET_CHUNK_S) <= 0.001
-    assert sizes[-1] < sizes[0]  # the tail shrank
+    assert sizes[0] == math.ceil(1000 / (SHARE * 4))
+    assert sizes == sorted(sizes, reverse=True)  # the chunks shrink towards the end
+    assert sizes[-1] * 0.001 <= TARGET_CHUNK_S
 
 
 # -- guided ----------------------------------------------------------------------------------
