@@ -25,13 +25,15 @@ from pytest_ploop._engine._schedule import (
 )
 
 
-def drain(policy: Dynamic | Guided | Static | Fixed, total: int, workers: int) -> list[int]:
-    """The chunk sizes a policy hands out for ``total`` tasks of 1 ms, as the main process
-    asks for them (the last chunk is cut to what is left)."""
+def drain(
+    policy: Dynamic | Guided | Static | Fixed, total: int, workers: int, mean: float = 0.001
+) -> list[int]:
+    """The chunk sizes a policy hands out for ``total`` tasks of ``mean`` seconds, as the main
+    process asks for them (the last chunk is cut to what is left)."""
     sizes: list[int] = []
     left = total
     while left:
-        size = min(left, policy.chunk_size(Progress(left, workers, 0.001)))
+        size = min(left, policy.chunk_size(Progress(left, workers, mean)))
         sizes.append(size)
         left -= size
     return sizes
@@ -109,10 +111,7 @@ def test_dynamic_gives_a_share_of_a_long_input_to_each_chunk() -> None:
     assert Dynamic().chunk_size(Progress(10_000, 2, MAX_CHUNK_S * 2)) == 1
     assert Dynamic().chunk_size(Progress(None, 2, 0.02)) == 1
     # The whole loop: 29 chunks rather than 200, ending with chunks of one task.
-    sizes, left = [], 200
-    while left:
-        sizes.append(min(left, Dynamic().chunk_size(Progress(left, 2, 0.02))))
-        left -= sizes[-1]
+    sizes = drain(Dynamic(), 200, 2, mean=0.02)
     assert len(sizes) == 29 and sizes[-4:] == [1, 1, 1, 1]
 
 
