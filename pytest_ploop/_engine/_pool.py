@@ -158,6 +158,7 @@ class Run:
         self._tasks_sum = 0.0
         self._startup_deaths = 0
         self._payload: bytes | None = None
+        self._starts_pending = False  # workers still to start once poll() has looked round
         if workers.start_method != "fork":
             # Fail now, before any process starts, and before the run opens its wake-up pipe
             # and selector: nothing would close them (they leaked on every such call).
@@ -204,6 +205,8 @@ class Run:
         """Wait up to ``timeout`` for events and act on them."""
         if self.done:
             return
+        if self._starts_pending:
+            timeout = 0
         for key, mask in self._selector.select(timeout):
             kind, w = key.data
             if w is None:
@@ -303,11 +306,21 @@ class Run:
         # A lookahead task needs the chunk after its successor in flight too, or every task
         # would wait for a round trip to the main process before it starts.
         lookahead = getattr(self.fn, _worker.LOOKAHEAD, False)
+        started = False
+        self._starts_pending = False
         for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)
                 if w is not None and len(w.inflight) > depth:
                     continue
+                if w is None and started:
+                    # One start per pass: a fork takes milliseconds (tens, in a large
+                    # process), and workers already running would finish their first tasks
+                    # and idle while the main process forked the rest. poll() comes back
+                    # at once to start the next. No chunk goes deeper into a queue before
+                    # every worker has its first: the first tasks spread as they did.
+                    self._starts_pending = True
+                    return
                 if not self._has_work() or self._held_back():
                     return
                 chunk = self._next_chunk()
@@ -316,6 +329,7 @@ class Run:
                 if w is None:
                     w = self.workers.start(i)
                     self._watch(w)
+                    started = True
                 self._send(w, chunk)
 
     def _held_back(self) -> bool:

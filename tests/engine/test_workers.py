@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import pytest_ploop as ploop
-from pytest_ploop._engine._workers import signal_name
+from pytest_ploop._engine._pool import Run, RunOptions
+from pytest_ploop._engine._workers import Workers, signal_name
 from tests import faults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +81,29 @@ def test_a_crashed_worker_is_replaced_in_its_slot_with_its_id() -> None:
     pids = [pid for info in record.worker_info.values() for pid in info.pids]
     assert len(pids) == len(set(pids)) >= 3  # two crashed, at least one replacement
     assert sum(info.restarts for info in record.worker_info.values()) >= 2
+
+
+def test_a_run_starts_one_worker_per_turn_of_its_loop(tmp_path: Path) -> None:
+    """A fork takes milliseconds: a run that forked every worker before it read a result left
+    the first ones idle. It starts one per turn of its event loop, and the first tasks still
+    go one to each worker."""
+    release = str(tmp_path / "release")
+    items = [[("wait", release), ("return", i)] for i in range(6)]
+    workers = Workers("fork")
+    run = Run(workers, faults.steps, items, RunOptions(workers=3, chunksize=1))
+    try:
+        live = [len(workers.live())]
+        for _ in range(2):
+            run.poll()  # returns at once while workers are still to start
+            live.append(len(workers.live()))
+        assert live == [1, 2, 3]
+        assert [list(w.inflight[0].indices) for w in workers.live()] == [[0], [1], [2]]
+        faults.touch(release)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["passed"] == 6
 
 
 @pytest.mark.parametrize(
