@@ -239,11 +239,43 @@ def _cap_threads(n: int) -> None:
         return
     with contextlib.suppress(Exception):
         if _CONTROLLER is not None and _CONTROLLER[0] == loaded:
-            _CONTROLLER[1].limit(limits=n)  # scanned before the fork
-            return
-        from threadpoolctl import threadpool_limits
+            controller = _CONTROLLER[1]  # scanned before the fork
+        else:
+            from threadpoolctl import ThreadpoolController
 
-        threadpool_limits(n)
+            controller = ThreadpoolController()
+        for lib in controller.lib_controllers:
+            if not _cap_openblas_at_rest(lib, n):
+                lib.set_num_threads(n)
+
+
+def _cap_openblas_at_rest(lib: Any, n: int) -> bool:
+    """Cap a pthreads OpenBLAS whose thread pool is at rest, without starting the pool.
+
+    OpenBLAS stops its pool before a fork (its at-fork handler) and starts it at the next BLAS
+    call. ``openblas_set_num_threads`` starts it first: in every new worker that made a thread
+    that spun for about 0.1 s of CPU before it slept, whether the worker's tasks used BLAS or
+    not (on 2 CPUs, 40 ms of a 25 ms loop). With the pool at rest, lowering the thread counts
+    it will start from is the same cap at no cost. Returns whether it applied; elsewhere
+    (another library, OpenMP threading, a running pool, symbols not found) threadpoolctl sets
+    the limit."""
+    if getattr(lib, "internal_api", "") != "openblas":
+        return False
+    if getattr(lib, "threading_layer", "") != "pthreads":
+        return False
+    import ctypes
+
+    try:
+        dll = lib.dynlib
+        at_work = ctypes.c_int.in_dll(dll, "blas_server_avail")
+        threads = ctypes.c_int.in_dll(dll, "blas_num_threads")
+        cpus = ctypes.c_int.in_dll(dll, "blas_cpu_number")
+    except (AttributeError, ValueError, OSError):
+        return False
+    if at_work.value != 0 or not 1 <= n <= threads.value:
+        return False  # running, or more threads than it had: its own API sets it
+    threads.value = cpus.value = n
+    return True
 
 
 def _die_with_group(signum: int, frame: object) -> None:

@@ -125,3 +125,32 @@ def test_loop_workers_cap_threads_too(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = ploop.map(lambda _: os.environ.get("OMP_NUM_THREADS"), range(4), workers=2)
     assert seen == ["1"] * 4
     assert "OMP_NUM_THREADS" not in os.environ  # only in the workers
+
+
+def _threads_now() -> int:
+    return len(os.listdir(f"/proc/{os.getpid()}/task"))
+
+
+def test_a_worker_caps_a_loaded_openblas_without_starting_its_threads() -> None:
+    """Capping OpenBLAS through its API in a fresh fork started its thread pool, one thread
+    spinning for about 0.1 s of CPU in every worker; the cap now waits for the first BLAS
+    call, which then runs on the capped pool."""
+    numpy = pytest.importorskip("numpy")
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+    pools = [p for p in threadpool_info() if p["internal_api"] == "openblas"]
+    if not any(p.get("threading_layer") == "pthreads" and p["num_threads"] > 1 for p in pools):
+        pytest.skip("numpy here does not use a multi-threaded pthreads OpenBLAS")
+    a = numpy.ones((300, 300))
+
+    def probe(_: int) -> tuple[int, list[int], int, bool]:
+        started = _threads_now()
+        capped = blas()
+        ok = bool(((a @ a) == 300).all())  # large enough for OpenBLAS to use its pool
+        return started, capped, _threads_now(), ok
+
+    assert ploop.map(probe, range(2), workers=2) == [(1, [1], 1, True)] * 2
+    assert blas() == [2]  # the main process keeps its own
