@@ -15,7 +15,8 @@ The loops:
 * ``cpu``: 200 pure-Python busy loops of about 20 ms each on 2 workers. The busy loop is
   calibrated at start-up. Speedup = serial / wall, where serial is the best time of the
   same tasks run one by one in this process. Those serial runs are interleaved with the
-  runners' runs.
+  runners' runs, and so are runs of the machine's limit: the same tasks split between
+  forked processes with no pool at all (``fork, no pool``).
 
 Every measurement starts a fresh pool and shuts it down, because a user pays for both.
 The figure for a runner is its best wall time over ``--repeat`` runs. Runs are interleaved
@@ -37,6 +38,7 @@ import json
 import math
 import multiprocessing
 import os
+import pickle
 import platform
 import sys
 import time
@@ -265,6 +267,49 @@ def _run_serial(fn: Task, items: list[Any], workers: int) -> list[Any]:
 SERIAL = Runner("serial", "serial (in-process)", lambda: _run_serial)
 
 
+def _run_forked(fn: Task, items: list[Any], workers: int) -> list[Any]:
+    """The cpu loop's other reference: what this machine allows two processes, with no pool.
+
+    Each of ``workers`` forked processes runs its contiguous share of the items and sends
+    its results back once, through a pipe: no scheduling, no per-task messages. A pool can
+    only come close to it; on a host whose CPUs slow each other down when both are busy, it
+    is below ``workers`` x.
+    """
+    bounds = [len(items) * k // workers for k in range(workers + 1)]
+    children = []
+    for k in range(workers):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.close(read_fd)
+                data = pickle.dumps([fn(x) for x in items[bounds[k] : bounds[k + 1]]])
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        children.append((pid, read_fd))
+    results: list[Any] = []
+    failed = []
+    for pid, read_fd in children:
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+        if status or not data:
+            failed.append(pid)
+        else:
+            results += pickle.loads(data)
+    if failed:
+        raise RuntimeError(f"forked processes {failed} failed")
+    return results
+
+
+FORKED = Runner("fork", "fork, no pool (machine limit)", lambda: _run_forked)
+
+
 def _trivial_loop() -> Loop:
     items = list(range(TRIVIAL_TASKS))
     return Loop("trivial", square, items, TRIVIAL_WORKERS, [x * x for x in items], "mp")
@@ -318,8 +363,8 @@ def measure_loop(
     ``loop.measure_serial``, the serial reference runs first in every round.
     """
     if loop.measure_serial:
-        runners = [SERIAL, *runners]
-        loaded = {SERIAL.key: _run_serial, **loaded}
+        runners = [SERIAL, FORKED, *runners]
+        loaded = {SERIAL.key: _run_serial, FORKED.key: _run_forked, **loaded}
     results = {r.key: Result(loop.name, r.key, r.label) for r in runners}
     for key, run in loaded.items():
         if isinstance(run, str):
@@ -597,6 +642,10 @@ def _print_notes(loops: Sequence[Loop], cpu: dict[str, Any]) -> None:
             print(
                 f"cpu: {CPU_TASKS} tasks of spin({cpu['iterations']:,}), {per_task} each "
                 f"serially, {CPU_WORKERS} workers; speedup = serial (in-process) wall / wall."
+            )
+            print(
+                f"     fork, no pool: {CPU_WORKERS} forked processes, each running its share "
+                "in one go (no pool, no per-task messages): the most this machine gives."
             )
 
 

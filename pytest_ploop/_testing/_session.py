@@ -15,6 +15,7 @@ it had queued run elsewhere.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -84,7 +85,17 @@ class ParallelSession:
         self._orphans: list[tuple[int, ...]] = []  # tests a crash left unrun (see _run)
         self._failed: set[int] = set()  # positions of the tests that had a failed report
         self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
+        self._froze = False
         _check_given_run_dir()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """A run nested in a test of another pytest session (pytester's in-process runs)
+        gives the objects it froze back to the collector: its process lives on, and their
+        cycles would never be freed. A run of its own leaves them frozen until the process
+        exits, which saves walking them once more."""
+        if self._froze and "PYTEST_CURRENT_TEST" in os.environ:
+            gc.unfreeze()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -114,6 +125,14 @@ class ParallelSession:
         runner.max_tests = self.settings.max_tasks_per_worker
         runner.max_rss = self.settings.max_worker_rss
         self._items, self._done = items, set[int]()
+        # The collected session (items, nodes, modules: most of this process's objects) into
+        # the collector's permanent generation before the workers fork. Workers then leave
+        # those pages shared instead of copying them as their collections walk the objects,
+        # and nothing walks them again here: neither collections during the run, nor
+        # pytest's at the end, nor the interpreter's at exit (0.3 s of a 1.5 s run of 3,000
+        # small tests here). See pytest_unconfigure for when they are given back.
+        gc.freeze()
+        self._froze = True
         with _one_run_dir():
             run = self._round(session, runner, groups, self._order(session, groups))
             record = self.record = run.record

@@ -1,0 +1,89 @@
+"""A parallel run freezes the collected session in the garbage collector's permanent
+generation before it forks its workers (``gc.freeze``), and gives it back when the run is
+nested in another pytest session's test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from plugin_support import Project
+
+# Each process says how many objects it holds frozen: a test in its worker, the main
+# process at the end of the session and once more as it exits.
+CONFTEST = """
+import atexit
+import gc
+import json
+import os
+
+from ploophelp import ROOT
+
+
+def _write(name, value):
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump(value, f)
+
+
+atexit.register(lambda: _write("at_exit.json", gc.get_freeze_count()))
+
+
+def pytest_sessionfinish(session):
+    if "PLOOP_WORKER" not in os.environ:
+        _write("session_end.json", gc.get_freeze_count())
+"""
+
+TESTS = """
+import gc
+import json
+import os
+
+import pytest
+from ploophelp import ROOT
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_frozen(i):
+    name = f"worker-{os.environ.get('PLOOP_WORKER', 'main')}.json"
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump(gc.get_freeze_count(), f)
+"""
+
+
+def _read(project: Project, name: str) -> int:
+    value: int = json.loads((project.path / name).read_text())
+    return value
+
+
+@pytest.fixture
+def frozen_project(project: Project) -> Project:
+    project.pytester.makeconftest(CONFTEST)
+    project.pytester.makepyfile(test_gc=TESTS)
+    return project
+
+
+def test_a_parallel_run_freezes_the_session_for_its_workers_and_its_exit(
+    frozen_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # a run of its own, not nested in this test
+    frozen_project.run("--ploop-workers=2").assert_outcomes(passed=4)
+    workers = [_read(frozen_project, f"worker-w{i}.json") for i in range(2)]
+    assert min(workers) > 1000  # inherited frozen: their collections skip the session
+    assert _read(frozen_project, "session_end.json") > 1000
+    assert _read(frozen_project, "at_exit.json") > 1000  # left frozen: the process ends
+
+
+def test_a_nested_run_gives_the_frozen_objects_back(frozen_project: Project) -> None:
+    # PYTEST_CURRENT_TEST (this test's) reaches the inner run: it is nested in a session.
+    frozen_project.run("--ploop-workers=2").assert_outcomes(passed=4)
+    assert _read(frozen_project, "session_end.json") > 1000
+    assert _read(frozen_project, "at_exit.json") == 0
+
+
+def test_a_serial_run_freezes_nothing(
+    frozen_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    frozen_project.run().assert_outcomes(passed=4)
+    assert _read(frozen_project, "worker-main.json") == 0
+    assert _read(frozen_project, "at_exit.json") == 0
