@@ -15,8 +15,8 @@ The loops:
 * ``cpu``: 200 pure-Python busy loops of about 20 ms each on 2 workers. The busy loop is
   calibrated at start-up. Speedup = serial / wall, where serial is the best time of the
   same tasks run one by one in this process. Those serial runs are interleaved with the
-  runners' runs, and so are runs of the machine's limit: the same tasks split between
-  forked processes with no pool at all (``fork, no pool``).
+  runners' runs, and so are runs of the same tasks in fixed shares on forked processes with
+  no pool at all (``fork, no pool``): what the machine gives with every CPU busy.
 
 Every measurement starts a fresh pool and shuts it down, because a user pays for both.
 The figure for a runner is its best wall time over ``--repeat`` runs. Runs are interleaved
@@ -268,12 +268,12 @@ SERIAL = Runner("serial", "serial (in-process)", lambda: _run_serial)
 
 
 def _run_forked(fn: Task, items: list[Any], workers: int) -> list[Any]:
-    """The cpu loop's other reference: what this machine allows two processes, with no pool.
+    """The cpu loop's other reference: the tasks in fixed shares on forked processes, no pool.
 
     Each of ``workers`` forked processes runs its contiguous share of the items and sends
-    its results back once, through a pipe: no scheduling, no per-task messages. A pool can
-    only come close to it; on a host whose CPUs slow each other down when both are busy, it
-    is below ``workers`` x.
+    its results back once, through a pipe: no scheduling, no per-task messages. It shows
+    what the machine gives when all its CPUs are busy (on a shared host, less than
+    ``workers`` x); a pool that balances its tasks can beat it when one CPU runs slower.
     """
     bounds = [len(items) * k // workers for k in range(workers + 1)]
     children = []
@@ -307,7 +307,7 @@ def _run_forked(fn: Task, items: list[Any], workers: int) -> list[Any]:
     return results
 
 
-FORKED = Runner("fork", "fork, no pool (machine limit)", lambda: _run_forked)
+FORKED = Runner("fork", "fork, no pool (fixed halves)", lambda: _run_forked)
 
 
 def _trivial_loop() -> Loop:
@@ -644,8 +644,8 @@ def _print_notes(loops: Sequence[Loop], cpu: dict[str, Any]) -> None:
                 f"serially, {CPU_WORKERS} workers; speedup = serial (in-process) wall / wall."
             )
             print(
-                f"     fork, no pool: {CPU_WORKERS} forked processes, each running its share "
-                "in one go (no pool, no per-task messages): the most this machine gives."
+                f"     fork, no pool: {CPU_WORKERS} forked processes, each running a fixed "
+                "share in one go (no pool, no per-task messages)."
             )
 
 
