@@ -205,7 +205,7 @@ class Run:
         """Wait up to ``timeout`` for events and act on them."""
         if self.done:
             return
-        if self._starts_pending:
+        if self._starts_pending and self.state is State.RUNNING:
             timeout = 0
         for key, mask in self._selector.select(timeout):
             kind, w = key.data
@@ -288,6 +288,7 @@ class Run:
         return True
 
     def _fill(self) -> None:
+        self._starts_pending = False  # a stopped run starts no worker: poll() waits again
         if self.state is not State.RUNNING:
             return
         self._dispatch()
@@ -307,7 +308,6 @@ class Run:
         # would wait for a round trip to the main process before it starts.
         lookahead = getattr(self.fn, _worker.LOOKAHEAD, False)
         started = False
-        self._starts_pending = False
         for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
             for i in range(n):
                 w = self.workers.get(i)

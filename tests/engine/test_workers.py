@@ -5,12 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 import pytest_ploop as ploop
-from pytest_ploop._engine._pool import Run, RunOptions
+from pytest_ploop._engine._pool import TICK_S, Run, RunOptions
 from pytest_ploop._engine._workers import Workers, signal_name
 from tests import faults
 
@@ -104,6 +105,30 @@ def test_a_run_starts_one_worker_per_turn_of_its_loop(tmp_path: Path) -> None:
         run.finish()
         workers.close()
     assert run.outcomes.counts["passed"] == 6
+
+
+def test_a_run_stopped_before_all_its_workers_started_waits_for_events(tmp_path: Path) -> None:
+    """poll() comes back at once while workers are still to start; a run that stopped will
+    start none, and its poll() must wait for events again, not spin until the drain ends."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    items = [[("touch", started), ("wait", release), ("return", i)] for i in range(3)]
+    workers = Workers("fork")
+    run = Run(workers, faults.steps, items, RunOptions(workers=3, chunksize=1, grace=60))
+    try:
+        assert len(workers.live()) == 1  # the others are started on later turns
+        faults.wait_for_path(started)  # the task runs: nothing will arrive until it ends
+        run.stop("stopped by the test")
+        begin = time.monotonic()
+        run.poll()
+        assert time.monotonic() - begin >= TICK_S / 2  # waited for an event or the tick
+        assert len(workers.live()) == 1
+        faults.touch(release)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["passed"] == 1
+    assert run.consumed == 1  # the stop kept the rest in the input
 
 
 @pytest.mark.parametrize(
