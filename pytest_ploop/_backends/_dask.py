@@ -73,6 +73,9 @@ TARGET_BATCH_S = 0.1  # a batch's work; Dask advises tasks of 100 ms and more
 PREFETCH = 2  # batches per worker thread: one running, one waiting at the scheduler
 SAMPLE_S = 1.0  # Dask's workers report metrics on their heartbeat, about once a second
 KILL_WAIT_S = 10.0  # for the scheduler to see a worker killed here gone
+# A batch whose future ended in error this long ago and that as_completed has not handed
+# over is taken from the future itself (see DaskRun._rescue).
+UNDELIVERED_S = 2.0
 INLINE_FUNCTION_BYTES = 64 * 1024  # a bigger pickled function is scattered to the workers once
 # A batch whose worker died is run again in parts, to find the task that killed it: one task a
 # Dask task when it has few, else ISOLATE_PARTS parts (a part that dies again is split again).
@@ -108,6 +111,7 @@ class DaskBackend:
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         self.cluster: Any = None
+        self._size = 0  # a local cluster's worker count
         if address is None:
             with dask.config.set(_CLUSTER_CONFIG):
                 self.cluster = distributed.LocalCluster(
@@ -125,6 +129,7 @@ class DaskBackend:
             except BaseException:
                 self.cluster.close()
                 raise
+            self._size = len(self.cluster.worker_spec)
         else:
             self.client = distributed.Client(address, set_as_default=False)
         self._listeners: dict[str, deque[dict[str, Any]]] = {}
@@ -159,6 +164,20 @@ class DaskBackend:
         except TypeError:  # distributed before n_workers=: every worker already
             info = self.client.scheduler_info()
         return dict(info.get("workers", {}))
+
+    def restore_workers(self) -> bool:
+        """Bring a local cluster back to its size; return whether a worker was missing.
+
+        Dask closes for good the nanny of a worker that died and had not come back
+        ``distributed.deploy.lost-worker-timeout`` (15 s) later: one that was restarting at
+        that moment, because its tasks killed it again and again, is gone, and a cluster can
+        lose every worker that way (its runs then wait for ever). Scaling to the size it had
+        starts new ones. A cluster this backend did not start is left as it is.
+        """
+        if self.cluster is None or len(self.cluster.workers) >= self._size:
+            return False
+        self.cluster.scale(self._size)
+        return True
 
     def ship(self, fn: Callable[..., Any]) -> Any:
         """``fn`` as the workers get it: its pickle inline, or scattered once when large."""
@@ -211,6 +230,7 @@ class _Batch:
     worker: str = ""  # the address it started on, last
     started_on: set[str] = field(default_factory=set)
     next_look: float = 0.0  # timeouts: when to ask its worker again
+    ended_seen: float | None = None  # when its future was first seen ended, not yet delivered
 
 
 class DaskRun:
@@ -294,6 +314,7 @@ class DaskRun:
             backend.unlisten(self.token)
             raise
         self._install_signals()
+        backend.restore_workers()
         try:
             self._fill()
             self._check_done()
@@ -702,7 +723,31 @@ class DaskRun:
             batch.started = min(max(t, batch.submitted), time.monotonic())
             batch.next_look = 0.0
 
+    def _rescue(self, now: float) -> None:
+        """Settle batches whose Dask future ended but never came out of ``as_completed``.
+
+        A batch whose result was lost with its worker (it finished there, and the worker died
+        before the result was fetched) is computed again elsewhere. If that second run fails
+        too, ``as_completed`` (``raise_errors=False``) is left with the error raised inside its
+        fetch of the first result and never yields the future: the run waited for it for
+        ever. After ``UNDELIVERED_S`` the run reads the outcome from the future itself.
+        """
+        for batch in list(self._batches.values()):
+            status = batch.future.status
+            if status not in ("error", "cancelled"):
+                batch.ended_seen = None
+            elif batch.ended_seen is None:
+                batch.ended_seen = now
+            elif now - batch.ended_seen >= UNDELIVERED_S:
+                if status == "error":
+                    exc = batch.future.exception()
+                    self._on_result(batch.future, (type(exc), exc, None))
+                else:
+                    self._on_result(batch.future, None)
+
     def _tick(self, now: float) -> None:
+        self.backend.restore_workers()  # a run whose tasks kill workers must not lose them all
+        self._rescue(now)
         if self.options.timeout is not None and self.state is State.RUNNING:
             self._check_timeouts(now)
         if self.state is State.DRAINING and now >= self._drain_deadline and self._batches:

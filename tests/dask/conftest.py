@@ -89,7 +89,9 @@ def no_orphans(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def backend(cluster: Any) -> Any:
     """The module's Dask backend, with both its workers up (a test that killed a worker
-    leaves the nanny restarting it)."""
+    leaves the nanny restarting it, or Dask may have closed that nanny: see
+    ``DaskBackend.restore_workers``)."""
+    cluster.restore_workers()
     cluster.client.wait_for_workers(2, timeout=60)
     return cluster
 

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
+import dask
 from dask_support import (
     dask_map,
     exit_on,
@@ -85,6 +86,28 @@ def test_a_worker_killed_in_a_batch_isolates_the_culprit(backend) -> None:
     assert f"attempt {attempts[500]}" in str(err.failures[0].exception)
     assert err.results[:500] == list(range(500)) and err.results[501:] == list(range(501, 2000))
     assert all(n >= 2 for n in attempts.values())
+
+
+def test_a_worker_whose_nanny_dask_closed_is_started_again(backend) -> None:
+    # Dask closes the nanny of a worker that has not come back lost-worker-timeout after it
+    # died; with 15 s, a worker that tasks kill again and again can be caught restarting.
+    # Here the timeout is shorter than any restart: the cluster loses that worker for good.
+    pid = sorted(backend.client.run(os.getpid).values())[0]
+
+    def alone() -> bool:
+        return len(backend.cluster.workers) == len(backend.workers_info()) == 1
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.01s"}):
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not alone():  # Dask closes the nanny in its own time
+            assert time.monotonic() < deadline, "Dask never closed the dead worker's nanny"
+            time.sleep(0.05)
+    # The next run brings the cluster back to its two workers (and runs meanwhile).
+    results, _ = dask_map(backend, faults.sleep_then, [(0.05, i) for i in range(20)])
+    assert results == list(range(20))
+    backend.client.wait_for_workers(2, timeout=60)
+    assert len(backend.cluster.workers) == 2
 
 
 def test_fail_fast_cancels_what_is_pending(backend) -> None:
