@@ -58,6 +58,7 @@ from typing import Any
 import cloudpickle
 import dask
 import distributed
+from distributed.core import Status
 
 from .._engine._outcomes import Outcomes, bounded_repr, rebuild
 from .._engine._pool import RunOptions, length_of
@@ -165,19 +166,30 @@ class DaskBackend:
             info = self.client.scheduler_info()
         return dict(info.get("workers", {}))
 
-    def restore_workers(self) -> bool:
-        """Bring a local cluster back to its size; return whether a worker was missing.
+    def restore_workers(self) -> None:
+        """Bring a local cluster back to its size.
 
         Dask closes for good the nanny of a worker that died and had not come back
         ``distributed.deploy.lost-worker-timeout`` (15 s) later: one that was restarting at
         that moment, because its tasks killed it again and again, is gone, and a cluster can
         lose every worker that way (its runs then wait for ever). Scaling to the size it had
-        starts new ones. A cluster this backend did not start is left as it is.
+        starts new ones. The closed nanny's last worker may hold its name at the scheduler
+        for a moment, and the new nanny then fails to start: it is dropped, and the next call
+        tries again (a run calls this on every tick). The work is done in the cluster's event
+        loop, which owns its nannies. A cluster this backend did not start is left as it is.
         """
-        if self.cluster is None or len(self.cluster.workers) >= self._size:
-            return False
-        self.cluster.scale(self._size)
-        return True
+        cluster = self.cluster
+        if cluster is None:
+            return
+
+        def heal() -> None:
+            for name, nanny in list(cluster.workers.items()):
+                if nanny.status in (Status.failed, Status.closed):
+                    del cluster.workers[name]
+            if len(cluster.workers) < self._size:
+                cluster.scale(self._size)
+
+        cluster.loop.add_callback(heal)
 
     def ship(self, fn: Callable[..., Any]) -> Any:
         """``fn`` as the workers get it: its pickle inline, or scattered once when large."""
@@ -314,7 +326,6 @@ class DaskRun:
             backend.unlisten(self.token)
             raise
         self._install_signals()
-        backend.restore_workers()
         try:
             self._fill()
             self._check_done()
@@ -746,7 +757,9 @@ class DaskRun:
                     self._on_result(batch.future, None)
 
     def _tick(self, now: float) -> None:
-        self.backend.restore_workers()  # a run whose tasks kill workers must not lose them all
+        # As the run starts (the first poll ticks at once) and on: a run whose tasks kill
+        # workers must not lose them all.
+        self.backend.restore_workers()
         self._rescue(now)
         if self.options.timeout is not None and self.state is State.RUNNING:
             self._check_timeouts(now)

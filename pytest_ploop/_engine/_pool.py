@@ -288,7 +288,7 @@ class Run:
         return True
 
     def _fill(self) -> None:
-        self._starts_pending = False  # a stopped run starts no worker: poll() waits again
+        self._starts_pending = False  # set again by _dispatch if it left a start for later
         if self.state is not State.RUNNING:
             return
         self._dispatch()
