@@ -14,8 +14,9 @@ The pytest plugin: ``pytest --ploop-workers=auto``.
 
 from __future__ import annotations
 
-from ._engine._cpus import available_cpus
-from ._engine._record import RunRecord, TaskRow
+from typing import TYPE_CHECKING
+
+from . import _lazy
 from ._errors import (
     LockTimeout,
     LoopError,
@@ -27,9 +28,13 @@ from ._errors import (
     TaskTimeout,
     WorkerCrashed,
 )
-from ._loop import Pool, map
-from ._parametrize import parametrize_parallel
-from ._sync import lock, once, run_once, semaphore
+
+if TYPE_CHECKING:
+    from ._engine._cpus import available_cpus
+    from ._engine._record import RunRecord, TaskRow
+    from ._loop import Pool, map
+    from ._parametrize import parametrize_parallel
+    from ._sync import lock, once, run_once, semaphore
 
 __version__ = "0.1.0.dev0"
 
@@ -54,3 +59,26 @@ __all__ = [
     "run_once",
     "semaphore",
 ]
+
+# Each public name is imported on first use (PEP 562): the pytest plugin lives in this
+# package, so every pytest run where it is installed imports this module, and most of them
+# never touch the loop API, the engine or filelock.
+_SOURCES = {
+    "available_cpus": "_engine._cpus",
+    "RunRecord": "_engine._record",
+    "TaskRow": "_engine._record",
+    "Pool": "_loop",
+    "map": "_loop",
+    "parametrize_parallel": "_parametrize",
+    "lock": "_sync",
+    "once": "_sync",
+    "run_once": "_sync",
+    "semaphore": "_sync",
+}
+
+
+__getattr__ = _lazy.attributes(__name__, _SOURCES)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SOURCES])

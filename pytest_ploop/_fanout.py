@@ -40,15 +40,14 @@ import filelock
 
 from ._backends import LoopRun, open_dask
 from ._engine import _worker
-from ._engine._cpus import available_cpus
+from ._engine._cpus import BUDGET_ENV, available_cpus
 from ._engine._inline import InlineRun
 from ._engine._pool import Run, RunOptions, State
 from ._engine._workers import Workers
 
-BUDGET_ENV = "PLOOP_FANOUT_BUDGET"
 RESIZE_EVERY_S = 0.1
 
-__all__ = ["Plan", "Slots", "budget_size", "default_cap", "reraise_interrupt", "run"]
+__all__ = ["BUDGET_ENV", "Plan", "Slots", "budget_size", "default_cap", "reraise_interrupt", "run"]
 
 
 def budget_size() -> int:
@@ -133,16 +132,24 @@ class Slots:
 
 # A worker's own slot, held while it has tests (see the module docstring).
 _OWN: filelock.BaseFileLock | None = None
+# The process and environment found to have no slot of their own (not a worker, or a worker
+# past the budget): the next test does not read the CPU quota again to find the same.
+_SLOTLESS: tuple[object, ...] | None = None
 
 
 def hold_worker_slot() -> None:
     """In a ploop worker about to run a test: hold its own slot (no wait: a slot a fan-out
     took after this worker said it was done is left to the fan-out)."""
-    global _OWN
+    global _OWN, _SLOTLESS
     if _OWN is not None:
+        return
+    env = os.environ
+    key = (os.getpid(), *(env.get(k, "") for k in ("PLOOP_WORKER", "PLOOP_RUN_DIR", BUDGET_ENV)))
+    if key == _SLOTLESS:
         return
     slots = Slots.from_env()
     if slots is None or slots.own >= slots.size:
+        _SLOTLESS = key
         return
     slot = slots.lock(slots.own)
     with contextlib.suppress(filelock.Timeout):

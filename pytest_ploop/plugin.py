@@ -12,13 +12,18 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from . import _sync, hookspecs
-from ._engine import _worker
+from . import _here, hookspecs
 from ._testing import _durations, _xdist_compat
 from ._testing._settings import Settings, add_options, read_settings
+
+# The engine, the loop API and the locks (filelock) are imported when a run or a test uses
+# them: this plugin is loaded by every pytest run where pytest-ploop is installed.
+if TYPE_CHECKING:
+    from . import _sync
 
 __all__ = ["WorkerInfo"]
 
@@ -99,7 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.shard is not None:
         config.pluginmanager.register(_ShardSelector(settings), "ploop-shard")
     # Only a pytest.main() inside a worker's own process keeps its tests in that process.
-    if settings.workers <= 0 or _worker.in_worker():
+    if settings.workers <= 0 or _here.in_worker():
         return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
         raise pytest.UsageError(
@@ -127,7 +132,7 @@ def ploop_worker(request: pytest.FixtureRequest) -> WorkerInfo:
     ``tmp_path``, a temporary directory of this worker's own."""
     factory = getattr(request.config, "_tmp_path_factory", None)
     wid = os.environ.get("PLOOP_WORKER")
-    if not wid or not _worker.in_worker():
+    if not wid or not _here.in_worker():
         return WorkerInfo("main", 0, 1, factory)
     count = int(os.environ.get("PLOOP_WORKER_COUNT", "1"))
     return WorkerInfo(wid, int(wid.lstrip("w")), count, factory)
@@ -136,12 +141,16 @@ def ploop_worker(request: pytest.FixtureRequest) -> WorkerInfo:
 @pytest.fixture(scope="session")
 def ploop_lock() -> type[_sync.lock]:
     """``ploop.lock``: ``with ploop_lock("db", timeout=10): ...`` holds across all workers."""
+    from . import _sync
+
     return _sync.lock
 
 
 @pytest.fixture(scope="session")
 def ploop_semaphore() -> type[_sync.semaphore]:
     """``ploop.semaphore``: ``with ploop_semaphore("gpu", 2): ...`` across all workers."""
+    from . import _sync
+
     return _sync.semaphore
 
 

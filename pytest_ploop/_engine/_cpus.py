@@ -6,6 +6,9 @@ import math
 import os
 from pathlib import Path
 
+# The processes a ploop run and its fan-outs may use at once (see ``pytest_ploop._fanout``).
+BUDGET_ENV = "PLOOP_FANOUT_BUDGET"
+
 
 def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """CPUs allowed by a cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``), if one is set."""

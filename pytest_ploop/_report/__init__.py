@@ -17,9 +17,9 @@ imports this package in every run, and numpy only matters once there is a record
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import _lazy
 from ._files import FORMATS, format_of, render, report_paths, write_report, write_reports
 
 if TYPE_CHECKING:
@@ -70,8 +70,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = _lazy.attributes(__name__, _LAZY)

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .._engine import _worker
-from .._errors import PloopError
+from .. import _here
 from ._files import format_of, write_reports
 
 # The rest of the report package (numpy, the renderers) is imported only once there is a
@@ -105,11 +104,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if threshold is not None and compare_path is None:
         raise pytest.UsageError("--ploop-fail-on-regression needs --ploop-compare=OLD.json")
     state = config.stash[_STATE] = _State(paths, compare_path, threshold)
-    if not _worker.in_worker():
+    if not _here.in_worker():
         recorder = _OutcomeRecorder(state.tests, state.fanouts)
         config.pluginmanager.register(recorder, "ploop-report-outcomes")
     if compare_path is not None:
         if Path(compare_path).exists():
+            from .._errors import PloopError
             from ._json import read
 
             try:
@@ -135,7 +135,7 @@ def _threshold(value: object) -> float | None:
 
 
 def _record(config: pytest.Config) -> RunRecord | None:
-    if _worker.in_worker():
+    if _here.in_worker():
         return None
     session_plugin = config.pluginmanager.get_plugin(SESSION_PLUGIN)
     record: RunRecord | None = getattr(session_plugin, "record", None)

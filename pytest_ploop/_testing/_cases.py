@@ -43,6 +43,7 @@ from .._engine._outcomes import add_note
 from .._errors import TaskFailure
 from .._parametrize import Spec
 from ._cases_dask import backend_fields, for_backend
+from ._cases_plugin import SELECTED_KEY, SUMMARY_KEY
 from ._cases_report import (
     FAILING,
     ORDER,
@@ -55,8 +56,6 @@ from ._cases_report import (
 )
 from ._remote import save_coverage
 
-SELECTED_KEY = pytest.StashKey[tuple[int, ...]]()
-SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
 CACHE_PREFIX = "ploop/cases/"
 
 __all__ = ["SELECTED_KEY", "SUMMARY_KEY", "CaseFailed", "run_item"]

@@ -12,15 +12,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .. import _fanout
-from .._parametrize import Spec, spec_of
-from ._cases import SELECTED_KEY, SUMMARY_KEY, run_item
-from ._cases_report import summary_line
+from .. import _here
+from .._engine._cpus import BUDGET_ENV
+
+# The decorator's machinery (the engine, filelock, the fan-out) is imported once a test uses
+# it: this plugin is loaded by every pytest run, most of which have no decorated test.
+if TYPE_CHECKING:
+    from .._parametrize import Spec
+
+SELECTED_KEY = pytest.StashKey[tuple[int, ...]]()
+SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
 
 CASE_HELP = (
     "run only the case with this id of each parametrize_parallel test, one by one in pytest's "
@@ -57,8 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 "1, or auto for the CPUs available"
             )
         # Workers are forked after this and inherit it; so do direct calls in the tests.
-        config.stash[_OLD_BUDGET] = os.environ.get(_fanout.BUDGET_ENV)
-        os.environ[_fanout.BUDGET_ENV] = text
+        config.stash[_OLD_BUDGET] = os.environ.get(BUDGET_ENV)
+        os.environ[BUDGET_ENV] = text
     config.pluginmanager.register(_CasesReporter(), _REPORTER)
 
 
@@ -66,9 +73,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _OLD_BUDGET in config.stash:
         old = config.stash[_OLD_BUDGET]
         if old is None:
-            os.environ.pop(_fanout.BUDGET_ENV, None)
+            os.environ.pop(BUDGET_ENV, None)
         else:
-            os.environ[_fanout.BUDGET_ENV] = old
+            os.environ[BUDGET_ENV] = old
 
 
 @pytest.hookimpl(wrapper=True)
@@ -127,11 +134,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
 
 
+def spec_of(obj: object) -> Spec | None:
+    """The decorator's :class:`Spec` of ``obj``, else ``None``. No function carries one
+    before ``pytest_ploop._parametrize`` is imported, so that import waits for a decorated
+    test."""
+    parametrize = sys.modules.get("pytest_ploop._parametrize")
+    return None if parametrize is None else parametrize.spec_of(obj)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     spec = spec_of(pyfuncitem.obj)
     if spec is None:
         return None
+    from ._cases import run_item
+
     run_item(pyfuncitem, spec)
     return True
 
@@ -140,7 +157,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, Any, Any]:
-    # In a --ploop-workers worker: hold its budget slot while it has tests (no-op elsewhere).
+    if not _here.in_worker():
+        return (yield)
+    from .. import _fanout
+
+    # In a --ploop-workers worker: hold its budget slot while it has tests.
     _fanout.hold_worker_slot()
     try:
         return (yield)
@@ -176,4 +197,10 @@ class _CasesReporter:
             return
         terminalreporter.write_sep("-", "ploop cases")
         for nodeid, s in self.seen:
-            terminalreporter.write_line(f"{nodeid}: {summary_line(s)}")
+            terminalreporter.write_line(f"{nodeid}: {_summary_line(s)}")
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    from ._cases_report import summary_line
+
+    return summary_line(summary)

@@ -23,10 +23,12 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .._engine._record import Sample
+if TYPE_CHECKING:
+    from .._engine._record import Sample
 
 CACHE_KEY = "ploop/memory"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import shutil
 import signal
@@ -125,6 +126,9 @@ class ParallelSession:
         runner.max_tests = self.settings.max_tasks_per_worker
         runner.max_rss = self.settings.max_worker_rss
         self._items, self._done = items, set[int]()
+        # Every worker holds its fan-out budget slot before its first test (see _cases_plugin):
+        # imported here, once, rather than by each worker after the fork.
+        importlib.import_module("pytest_ploop._fanout")
         # The collected session (items, nodes, modules: most of this process's objects) into
         # the collector's permanent generation before the workers fork. Workers then leave
         # those pages shared instead of copying them as their collections walk the objects,
