@@ -159,6 +159,8 @@ class Run:
         self._startup_deaths = 0
         self._payload: bytes | None = None
         self._starts_pending = False  # workers still to start once poll() has looked round
+        # A lookahead run's first chunk for each worker still to start (see _dispatch).
+        self._reserved: dict[int, InFlight] = {}
         if workers.start_method != "fork":
             # Fail now, before any process starts, and before the run opens its wake-up pipe
             # and selector: nothing would close them (they leaked on every such call).
@@ -309,6 +311,10 @@ class Run:
         lookahead = getattr(self.fn, _worker.LOOKAHEAD, False)
         started = False
         for depth in range(PREFETCH_SHORT if short or lookahead else PREFETCH):
+            if depth > 1 and self._reserved:
+                # Until every worker started, a running one gets no more than the chunk its
+                # first task needs: the chunks hand out in the order they did before.
+                return
             for i in range(n):
                 w = self.workers.get(i)
                 if w is not None and len(w.inflight) > depth:
@@ -319,18 +325,42 @@ class Run:
                     # and idle while the main process forked the rest. poll() comes back
                     # at once to start the next. No chunk goes deeper into a queue before
                     # every worker has its first: the first tasks spread as they did.
-                    self._starts_pending = True
-                    return
-                if not self._has_work() or self._held_back():
-                    return
-                chunk = self._next_chunk()
-                if chunk is None:
+                    if not lookahead:
+                        self._starts_pending = True
+                        return
+                    # A lookahead task cannot start before the chunk after it arrives: the
+                    # first chunk of each worker still to start is set aside now, in slot
+                    # order, and the running workers get their next chunks at once. (They
+                    # waited for the last worker's start before: 30 ms with 8 workers, and
+                    # then every worker started its first test at the same moment.)
+                    if depth == 0 and i not in self._reserved:
+                        chunk = self._take_chunk()
+                        if chunk is not None:
+                            self._reserved[i] = chunk
+                    if i in self._reserved:
+                        self._starts_pending = True
                     continue
+                chunk = self._reserved.get(i) if w is None else None
+                if chunk is None:
+                    chunk = self._take_chunk()
+                    if chunk is None:
+                        if self._reserved:
+                            continue  # workers still to start with their reserved chunks
+                        return
                 if w is None:
                     w = self.workers.start(i)
+                    self._reserved.pop(i, None)
                     self._watch(w)
                     started = True
                 self._send(w, chunk)
+
+    def _take_chunk(self) -> InFlight | None:
+        """The next chunk of fresh or retried tasks, or ``None`` when there is none now."""
+        while self._has_work() and not self._held_back():
+            chunk = self._next_chunk()
+            if chunk is not None:
+                return chunk
+        return None
 
     def _held_back(self) -> bool:
         ahead = self.options.max_ahead
@@ -691,6 +721,10 @@ class Run:
             arg = self._peeked.popleft()
             self.outcomes.not_run(self.consumed, bounded_repr(arg), reason)
             self.consumed += 1
+        for chunk in self._reserved.values():  # set aside for workers never started
+            for index, arg in zip(chunk.indices, chunk.arguments, strict=True):
+                self.outcomes.not_run(index, bounded_repr(arg), reason)
+        self._reserved.clear()
 
     def _terminate_busy(self) -> None:
         busy = [w for w in self.workers.live() if w.inflight]
@@ -709,7 +743,8 @@ class Run:
         busy = any(w.inflight for w in self.workers.live())
         if busy:
             return
-        if self.state is State.RUNNING and (self._retry or self._peeked or not self.exhausted):
+        pending = self._retry or self._peeked or self._reserved or not self.exhausted
+        if self.state is State.RUNNING and pending:
             return
         self.state = State.DONE
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pytest_ploop as ploop
+from pytest_ploop._engine import _worker
 from pytest_ploop._engine._pool import TICK_S, Run, RunOptions
 from pytest_ploop._engine._workers import Workers, signal_name
 from tests import faults
@@ -105,6 +106,71 @@ def test_a_run_starts_one_worker_per_turn_of_its_loop(tmp_path: Path) -> None:
         run.finish()
         workers.close()
     assert run.outcomes.counts["passed"] == 6
+
+
+def _with_next(arg: tuple[int, str], next_arg: tuple[int, str] | None) -> tuple[int, int | None]:
+    """A lookahead task: waits until its path exists, returns its number and the next's."""
+    faults.wait_for_path(arg[1])
+    return arg[0], None if next_arg is None else next_arg[0]
+
+
+setattr(_with_next, _worker.LOOKAHEAD, True)
+
+
+def _held(workers: Workers) -> list[list[int]]:
+    return [[i for c in w.inflight for i in c.indices] for w in workers.live()]
+
+
+def test_a_lookahead_run_sets_first_chunks_aside_for_workers_still_to_start(
+    tmp_path: Path,
+) -> None:
+    """A lookahead task (the plugin's) needs the next chunk before it starts. The first
+    worker used to wait, its first task unstarted, until the last worker was started (tens of
+    milliseconds with 8 workers). Each worker's first chunk is set aside as the first worker
+    starts, so that it gets its second at once; the tasks go out in the same order."""
+    release = str(tmp_path / "release")
+    items = [(i, release) for i in range(8)]
+    workers = Workers("fork")
+    run = Run(workers, _with_next, items, RunOptions(workers=3, chunksize=1))
+    try:
+        assert _held(workers) == [[0, 3]]  # 1 and 2 wait for their workers
+        run.poll()
+        assert _held(workers) == [[0, 3], [1, 4]]
+        run.poll()
+        assert _held(workers) == [[0, 3, 6], [1, 4, 7], [2, 5]]
+        faults.touch(release)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["passed"] == 8
+    results = sorted(v for ready in run.outcomes.ready for v in ready.values)
+    # Each task saw what followed it on its worker, and the last of each saw the end.
+    assert results == [(0, 3), (1, 4), (2, 5), (3, 6), (4, 7), (5, None), (6, None), (7, None)]
+
+
+def test_tasks_set_aside_for_workers_never_started_are_not_run(tmp_path: Path) -> None:
+    release = str(tmp_path / "release")
+    items = [(i, release) for i in range(6)]
+    workers = Workers("fork")
+    run = Run(workers, _with_next, items, RunOptions(workers=3, chunksize=1, grace=60))
+    try:
+        assert _held(workers) == [[0, 3]]
+        run.stop("stopped by the test")
+        faults.touch(release)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert len(workers.pids) == 1  # the other two never started
+    failures = run.outcomes.failures
+    assert failures[1].kind == failures[2].kind == "not_run"  # their chunks were set aside
+    assert "stopped by the test" in str(failures[1].exception)
+    # Every task taken from the input has one outcome (0 and 3 passed or were cancelled in
+    # their worker); 4 and 5 were never taken.
+    counts = run.outcomes.counts
+    assert counts["passed"] + counts["not_run"] == run.consumed == 4
+    assert run.not_consumed == 2
 
 
 def test_a_run_stopped_before_all_its_workers_started_waits_for_events(tmp_path: Path) -> None:
