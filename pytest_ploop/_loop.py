@@ -224,6 +224,9 @@ class Pool:
         )  # fmt: skip
         self._check_backend_options(self._defaults)
         self._workers: Workers | None = None
+        # Set by map(): the pool is closed after its one call, so its workers may leave as
+        # soon as they have nothing left to do (RunOptions.retire_idle).
+        self._one_shot = False
         self._dask: DaskBackend | None = None  # the Dask connection, opened at the first call
         self._closed = False
         self._running: LoopRun | None = None  # the call that has the workers now
@@ -372,6 +375,7 @@ class Pool:
             grace=opts.grace,
             max_ahead=_STREAM_AHEAD if stream else None,
             order=order,
+            retire_idle=self._one_shot,
         )
         self._progress = Progress() if opts.progress else None
         if opts.workers == 1 and self._backend == "local":
@@ -533,4 +537,5 @@ def map(
         start_method=start_method, grace=grace, progress=progress, cost=cost, backend=backend,
         address=address, report=report,
     ) as pool:  # fmt: skip
+        pool._one_shot = True
         return pool.map(fn, items)

@@ -73,7 +73,11 @@ class NoMore:
 
 @dataclass(frozen=True)
 class Stop:
-    """Finish and exit."""
+    """Finish and exit. With ``unless_needed`` (a run whose workers end with it, and this one
+    has nothing left to do), a worker that holds a run-once value others may still ask for
+    stays until the plain Stop that closes the workers."""
+
+    unless_needed: bool = False
 
 
 # -- worker -> main process -------------------------------------------------------------

@@ -52,6 +52,7 @@ from ._messages import (
     FunctionFailed,
     NoMore,
     Phase,
+    Stop,
 )
 from ._outcomes import Outcomes, bounded_repr, rebuild
 from ._record import RunRecord, WorkerInfo
@@ -104,6 +105,10 @@ class RunOptions:
     # without a value) instead of running again: for tasks that deliver what they do as they
     # go (``emit``), such as the pytest plugin's tests, which a second run would repeat.
     keep_finished: bool = False
+    # The workers end with this run (``ploop.map``): one with nothing left to do is told to
+    # stop at once, and its exit overlaps the last tasks of the others instead of adding to
+    # the call's end.
+    retire_idle: bool = False
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -228,9 +233,15 @@ class Run:
                             break
                         self._on_message(w, msg)
                 if w.channel.closed and self._current(w):
+                    if w.retiring and not w.inflight:
+                        self._retired(w)
+                        continue
                     w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
                     self._on_death(w)
             elif self._current(w):  # its sentinel: the process ended
+                if w.retiring and not w.inflight:
+                    self._retired(w)
+                    continue
                 self._on_death(w)
         self._on_signals()
         now = time.monotonic()
@@ -301,6 +312,11 @@ class Run:
             if w.inflight and not w.told_no_more and no_more:
                 w.channel.queue(NoMore(self.job))
                 w.told_no_more = True
+        if no_more and self.options.retire_idle and not self._reserved:
+            for w in self.workers.live():
+                if not w.inflight and not w.retiring:
+                    w.channel.queue(Stop(unless_needed=True))
+                    w.retiring = True
 
     def _dispatch(self) -> None:
         n = self.options.workers
@@ -317,8 +333,8 @@ class Run:
                 return
             for i in range(n):
                 w = self.workers.get(i)
-                if w is not None and len(w.inflight) > depth:
-                    continue
+                if w is not None and (w.retiring or len(w.inflight) > depth):
+                    continue  # (a retiring worker is on its way out: it takes nothing more)
                 if w is None and started:
                     # One start per pass: a fork takes milliseconds (tens, in a large
                     # process), and workers already running would finish their first tasks
@@ -579,6 +595,13 @@ class Run:
     def _current(self, w: WorkerHandle) -> bool:
         """Whether ``w`` is still the worker in its slot (not already settled)."""
         return self.workers.get(w.index) is w
+
+    def _retired(self, w: WorkerHandle) -> None:
+        """A worker told to stop (``retire_idle``) closed its end or exited: its slot is free
+        now; the process, on its way out, is joined when the workers close."""
+        self._unwatch(w)
+        self._sampler.forget(w.pid)
+        self.workers.retire(w)
 
     def _on_death(self, w: WorkerHandle) -> None:
         """Settle the tasks of a worker whose process ended, and free its slot."""

@@ -415,6 +415,8 @@ class _Loop:
                     self.cancelled.add(msg.job)
                 case NoMore():
                     pass  # only a lookahead task waiting for its successor needs it
+                case Stop(unless_needed=True) if _holds_a_run_once_value():
+                    pass  # leaving now would tear it down: wait for the workers' close
                 case Stop():
                     return
 
@@ -629,6 +631,13 @@ class _Loop:
             if isinstance(msg, Stop):
                 return True
         return job in self.cancelled
+
+
+def _holds_a_run_once_value() -> bool:
+    """Whether this worker must stay to the run's end for a run-once value (see
+    ``pytest_ploop._sync.must_stay``); never true where that module was never imported."""
+    sync = sys.modules.get("pytest_ploop._sync")
+    return sync is not None and bool(sync.must_stay())
 
 
 def _apportion(cpu: array[float], n: int, total: float) -> None:

@@ -68,6 +68,7 @@ class WorkerHandle:
     killed_for: str | None = None
     timeout_stack: str = ""
     told_no_more: bool = False
+    retiring: bool = False  # told to stop: it takes no more chunks, and its exit is no death
     last_rss: int = 0  # bytes, from the last resource sample
     tasks_sent: int = 0
     inherited: frozenset[int] = frozenset()
@@ -109,6 +110,7 @@ class Workers:
         self.count = 0  # the worker count announced to workers (set by the run)
         self.threads: int | None = None  # numeric libraries' threads per worker (the run)
         self.on_start: list[Callable[[WorkerHandle], None]] = []
+        self.retired: list[WorkerHandle] = []  # told to stop, not yet joined (see retire)
         self.closed = False
 
     def get(self, index: int) -> WorkerHandle | None:
@@ -193,6 +195,15 @@ class Workers:
         with contextlib.suppress(OSError):
             handle.process.close()
 
+    def retire(self, handle: WorkerHandle) -> None:
+        """Free the slot of a worker told to stop: it exits on its own, and :meth:`close`
+        waits for it (and ends what it left running) with the others."""
+        _worker.PARENT_FDS.discard(handle.channel.fileno())
+        handle.channel.close()
+        if self.slots[handle.index] is handle:
+            self.slots[handle.index] = None
+        self.retired.append(handle)
+
     def kill(self, handles: list[WorkerHandle], wait_s: float = 1.0) -> None:
         """Terminate ``handles`` now (the ladder), without discarding them."""
         _shutdown.terminate([h.process for h in handles], wait_s)
@@ -207,6 +218,8 @@ class Workers:
         for h in live:
             with contextlib.suppress(Exception):
                 h.channel.queue(Stop())
+        live += self.retired
+        self.retired = []
         deadline = time.monotonic() + wait_s
         for h in live:
             h.process.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -194,6 +194,9 @@ class ParallelSession:
             # Workers are replaced between tests by their own decision (TestRunner), which
             # knows the tests (and keeps a worker that holds a run-once value's teardown).
             threads_per_worker=self.settings.threads_per_worker,
+            # The round's workers close with it: one without tests left leaves at once (its
+            # session teardown and exit overlap the others' last tests).
+            retire_idle=True,
         )
         _worker.AFTER_FORK.append(runner.after_fork)
         run = None
