@@ -27,22 +27,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .._report._format import size
+
 if TYPE_CHECKING:
     from .._engine._record import Sample
 
 CACHE_KEY = "ploop/memory"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _STATM = "/proc/self/statm"
-
-
-def format_size(n: float) -> str:
-    """``1610612736`` -> ``"1.5 GiB"`` (binary units, as ``--ploop-max-worker-rss`` reads them)."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.0f} {units[i]}" if i < 3 else f"{n:.1f} {units[i]}"
 
 
 # -- in a worker ----------------------------------------------------------------------------
@@ -124,8 +116,8 @@ class Cap:
         return (
             f"ploop: --ploop-workers=auto: {self.workers} worker"
             f"{'s' if self.workers != 1 else ''}, not {self.cpus} (one per CPU): each may need "
-            f"{format_size(self.per_worker)} ({self.per_worker_source}) and "
-            f"{format_size(self.available)} is {self.available_source}"
+            f"{size(self.per_worker)} ({self.per_worker_source}) and "
+            f"{size(self.available)} is {self.available_source}"
         )
 
 
@@ -194,6 +186,6 @@ def over_limit_note(samples: Iterable[Sample], worker: str, limit: int | None) -
         return ""
     return (
         f"ploop: worker {worker} was over the memory limit in this test: its RSS was "
-        f"{format_size(rss)} at the last sample, past --ploop-max-worker-rss="
-        f"{format_size(limit)}"
+        f"{size(rss)} at the last sample, past --ploop-max-worker-rss="
+        f"{size(limit)}"
     )

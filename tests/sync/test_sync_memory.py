@@ -15,13 +15,14 @@ import pytest
 from sync_support import Project
 
 from pytest_ploop._engine import _cpus, _metrics
+from pytest_ploop._report._format import size
 from pytest_ploop._testing import _memory
 from pytest_ploop._testing._settings import parse_size, read_settings
 
 GiB = 1 << 30
 MiB = 1 << 20
 
-# -- fit, format_size, parse_size -----------------------------------------------------------
+# -- fit, parse_size -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -38,23 +39,6 @@ MiB = 1 << 20
 )
 def test_fit(cpus: int, per_worker: int, available: int, workers: int) -> None:
     assert _memory.fit(cpus, per_worker, available) == workers
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1 KiB"),
-        (300 * MiB, "300 MiB"),
-        (3 * GiB // 2, "1.5 GiB"),
-        (24 * GiB, "24.0 GiB"),
-        (2 << 40, "2.0 TiB"),
-        (5 << 50, "5120.0 TiB"),  # no unit past TiB
-    ],
-)
-def test_format_size(n: int, text: str) -> None:
-    assert _memory.format_size(n) == text
 
 
 @pytest.mark.parametrize(
@@ -339,8 +323,8 @@ def test_a_run_records_its_peak_and_the_next_auto_run_fits_the_budget(project: P
     result.stdout.fnmatch_lines(
         [
             f"ploop: --ploop-workers=auto: 1 worker, not {_cpus.available_cpus()} (one per "
-            f"CPU): each may need {_memory.format_size(peak)} (its peak RSS in the last run) "
-            f"and {_memory.format_size(budget)} is the budget (--ploop-memory-budget)"
+            f"CPU): each may need {size(peak)} (its peak RSS in the last run) "
+            f"and {size(budget)} is the budget (--ploop-memory-budget)"
         ]
     )
 
