@@ -83,8 +83,9 @@ INLINE_FUNCTION_BYTES = 64 * 1024  # a bigger pickled function is scattered to t
 # Each death costs a worker restart (seconds), each Dask task about a millisecond.
 ISOLATE_SINGLES = 32
 ISOLATE_PARTS = 16
-# A batch reported waiting on a worker that died is sent again as it is, this many times at
-# most: its start announcement cannot be lost, but if it were, this bounds the workers lost.
+# A batch reported waiting on a worker that died (or finished there, its result lost with it)
+# is sent again as it is, this many times at most: its start announcement cannot be lost, but
+# if it were, this bounds the workers lost.
 MAX_WAITED = 3
 _CLUSTER_CONFIG = {
     # A task whose worker died is not rerun silently: ploop decides (see the module docstring).
@@ -241,6 +242,7 @@ class _Batch:
     started: float | None = None  # when it started, on this process's clock (approximate)
     worker: str = ""  # the address it started on, last
     started_on: set[str] = field(default_factory=set)
+    finished_on: set[str] = field(default_factory=set)  # per later start events there
     next_look: float = 0.0  # timeouts: when to ask its worker again
     ended_seen: float | None = None  # when its future was first seen ended, not yet delivered
 
@@ -513,7 +515,8 @@ class DaskRun:
             return  # settled already (cancelled by this run, or looked at when overdue)
         now = time.monotonic()
         status = future.status
-        if status == "finished" and isinstance(result, BatchDone):
+        if isinstance(result, BatchDone):
+            # Delivered: its worker may have died since, and the future say "lost" by now.
             self._batch_done(batch, result, now)
         elif status == "error" and isinstance(result, tuple) and len(result) == 3:
             exc = result[1]
@@ -521,6 +524,9 @@ class DaskRun:
                 self._worker_died(batch, exc, now)
             else:
                 self._batch_failed(batch, exc)
+        elif status == "lost" and self.state is State.RUNNING:
+            # Its result was lost with its worker before it got here: no task's doing.
+            self._retry.append((batch.indices, batch.args, batch.prior))
         else:  # cancelled by someone else (another client, a restart of the cluster)
             self._not_run(batch, 0, self.stop_reason or f"its Dask task ended {status}")
 
@@ -663,8 +669,10 @@ class DaskRun:
         nthreads = int(getattr(last, "nthreads", 0) or 0)
         wid = self._worker(address, str(getattr(last, "name", "")))
         waited = self._waited[batch.indices[0]] = self._waited.get(batch.indices[0], 0) + 1
-        if address not in batch.started_on and waited <= MAX_WAITED:
-            # It was waiting on that worker and never started there: send it again as it is.
+        innocent = address not in batch.started_on or address in batch.finished_on
+        if innocent and waited <= MAX_WAITED:
+            # It was waiting on that worker and never started there, or it finished there and
+            # its result was lost with the worker: send it again as it is.
             if self.state is State.RUNNING:
                 self._retry.append((batch.indices, batch.args, batch.prior))
             else:
@@ -721,10 +729,14 @@ class DaskRun:
     def _on_events(self) -> None:
         while self._events:
             msg = self._events.popleft()
+            address = str(msg.get("worker", ""))
+            for seq in msg.get("finished", ()):
+                done = self._batches.get(int(seq))
+                if done is not None:  # finished there, its result not yet here
+                    done.finished_on.add(address)
             batch = self._batches.get(int(msg.get("seq", 0)))
             if batch is None:
                 continue
-            address = str(msg.get("worker", ""))
             batch.starts += 1
             batch.worker = address
             batch.started_on.add(address)

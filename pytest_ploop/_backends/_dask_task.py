@@ -36,7 +36,9 @@ _FUNCTIONS: OrderedDict[str, Callable[[Any], Any]] = OrderedDict()
 _CANCELLED: OrderedDict[str, None] = OrderedDict()
 _STARTED: OrderedDict[str, set[int]] = OrderedDict()  # run -> its batches that started here
 _RUNNING: dict[tuple[str, int], _Batch] = {}
-_LOCK = threading.Lock()  # guards the four above: batches run in several threads of a worker
+# run -> its batches that finished here since this process last announced a start of it.
+_FINISHED: dict[str, list[int]] = {}
+_LOCK = threading.Lock()  # guards the five above: batches run in several threads of a worker
 # The run whose task this thread is running (``ploop.lock`` then takes a cluster-wide lock).
 _CURRENT = threading.local()
 
@@ -161,8 +163,16 @@ def _announce(worker: Any, msg: dict[str, Any]) -> None:
     too, after this event, so it knows whether the batch was running on a worker that died or
     only waiting there. (``Worker.log_event`` would batch the message, and a task that kills
     its worker at once would take it along.) The client also counts attempts and times
-    overdue tasks by this event."""
+    overdue tasks by this event.
+
+    It names the batches of the run that finished in this process since its last start
+    announcement: the worker tells the scheduler that a task finished in a batched message,
+    and a batch that kills the worker right after another one finished could take that
+    message along; the scheduler then reports the finished batch as lost with the worker
+    like the one that killed it, and the client must not blame it."""
     msg["worker"] = str(worker.address)
+    with _LOCK:
+        msg["finished"] = _FINISHED.pop(msg["token"], [])
     try:
         from distributed.utils import sync
 
@@ -208,6 +218,10 @@ def run_batch(fn_blob: bytes, token: str, seq: int, args_blob: bytes) -> BatchDo
         with _LOCK:
             _RUNNING.pop((token, seq), None)
     out.values = _pickle_values(state.values, out.failures)
+    with _LOCK:
+        _FINISHED.setdefault(token, []).append(seq)
+        while len(_FINISHED) > _KEEP_CANCELLED:
+            _FINISHED.pop(next(iter(_FINISHED)))
     return out
 
 

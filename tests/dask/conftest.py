@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -90,10 +91,18 @@ def no_orphans(request: pytest.FixtureRequest) -> Iterator[None]:
 def backend(cluster: Any) -> Any:
     """The module's Dask backend, with both its workers up (a test that killed a worker
     leaves the nanny restarting it, or Dask may have closed that nanny: see
-    ``DaskBackend.restore_workers``)."""
-    cluster.restore_workers()
-    cluster.client.wait_for_workers(2, timeout=60)
-    return cluster
+    ``DaskBackend.restore_workers``). Dask may close a restarting worker's nanny after a
+    restore found it still running: each wait is short, and the restore is made again."""
+    deadline = time.monotonic() + 90
+    while True:
+        cluster.restore_workers()
+        try:
+            cluster.client.wait_for_workers(2, timeout=5)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            continue
+        return cluster
 
 
 @pytest.fixture(scope="module")

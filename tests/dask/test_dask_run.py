@@ -112,3 +112,29 @@ def test_longest_first_order(backend) -> None:
     assert results == [0, 1, 2, 3]
     first = min(run.record.tasks, key=lambda r: r.start)
     assert first.index in (1, 3)
+
+
+def test_a_start_names_the_batches_that_finished_on_its_worker_before_it(backend) -> None:
+    """A worker reports a finished task to the scheduler in a batched message, which a batch
+    that kills the worker right after can take along: the scheduler then reports the
+    finished batch as lost with the worker too. Each start announcement names the batches of
+    the run that finished in that worker process since its last one, so the client knows."""
+    from pytest_ploop._backends._dask_task import TOPIC
+
+    run = start(backend, faults.sleep_then, [(0.01, i) for i in range(12)], chunksize=1)
+    try:
+        run.run_to_end()
+    finally:
+        run.finish()
+    events = [msg for _, msg in backend.client.get_events(TOPIC) if msg["token"] == run.token]
+    assert len(events) == 12
+    finished_before: dict[str, set[int]] = {}
+    named: list[int] = []
+    for msg in events:
+        ran_here = finished_before.setdefault(msg["worker"], set())
+        assert set(msg["finished"]) <= ran_here  # only batches that ran on this worker
+        named += msg["finished"]
+        ran_here.add(msg["seq"])
+    # Every batch but the last on each worker is named by the next start there, once.
+    assert sorted(named) == sorted(set(named))
+    assert len(named) == 12 - len(finished_before)
