@@ -15,7 +15,6 @@ it had queued run elsewhere.
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import os
 import shutil
@@ -35,7 +34,7 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
-from . import _durations, _memory
+from . import _durations, _frozen, _memory
 from ._remote import TestRunner
 from ._reports import (
     deserialize_report,
@@ -96,7 +95,7 @@ class ParallelSession:
         cycles would never be freed. A run of its own leaves them frozen until the process
         exits, which saves walking them once more."""
         if self._froze and "PYTEST_CURRENT_TEST" in os.environ:
-            gc.unfreeze()
+            _frozen.thaw()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -135,7 +134,7 @@ class ParallelSession:
         # and nothing walks them again here: neither collections during the run, nor
         # pytest's at the end, nor the interpreter's at exit (0.3 s of a 1.5 s run of 3,000
         # small tests here). See pytest_unconfigure for when they are given back.
-        gc.freeze()
+        _frozen.freeze()  # (gc.get_referrers and gc.get_objects still see everything)
         self._froze = True
         with _one_run_dir():
             run = self._round(session, runner, groups, self._order(session, groups))

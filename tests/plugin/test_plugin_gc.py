@@ -87,3 +87,50 @@ def test_a_serial_run_freezes_nothing(
     frozen_project.run().assert_outcomes(passed=4)
     assert _read(frozen_project, "worker-main.json") == 0
     assert _read(frozen_project, "at_exit.json") == 0
+
+
+# An object that only a module's globals refer to, created before the workers fork (the
+# module is collected): asked for its referrers, in a test (a worker) and at the end of the
+# session (the main process), the collector finds that module's dict, as in a serial run.
+REFERRERS_CONFTEST = """
+import gc
+import json
+import os
+
+from ploophelp import ROOT
+
+
+class Token:
+    pass
+
+
+TOKEN = Token()
+
+
+def _write(name):
+    with open(os.path.join(ROOT, name), "w") as f:
+        json.dump(len(gc.get_referrers(TOKEN)), f)
+
+
+def pytest_terminal_summary(terminalreporter):
+    _write("referrers-main.json")
+"""
+
+REFERRERS_TESTS = """
+import conftest
+
+
+def test_referrers():
+    conftest._write("referrers-worker.json")
+"""
+
+
+def test_a_frozen_session_still_answers_who_refers_to_an_object(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # a run of its own: it stays frozen to its end
+    project.pytester.makeconftest(REFERRERS_CONFTEST)
+    project.pytester.makepyfile(test_referrers=REFERRERS_TESTS)
+    project.run("--ploop-workers=2").assert_outcomes(passed=1)
+    assert _read(project, "referrers-worker.json") >= 1
+    assert _read(project, "referrers-main.json") >= 1
