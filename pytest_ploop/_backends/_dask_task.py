@@ -37,7 +37,7 @@ _CANCELLED: OrderedDict[str, None] = OrderedDict()
 _STARTED: OrderedDict[str, set[int]] = OrderedDict()  # run -> its batches that started here
 _RUNNING: dict[tuple[str, int], _Batch] = {}
 # run -> its batches that finished here since this process last announced a start of it.
-_FINISHED: dict[str, list[int]] = {}
+_FINISHED: OrderedDict[str, list[int]] = OrderedDict()
 _LOCK = threading.Lock()  # guards the five above: batches run in several threads of a worker
 # The run whose task this thread is running (``ploop.lock`` then takes a cluster-wide lock).
 _CURRENT = threading.local()
@@ -221,7 +221,7 @@ def run_batch(fn_blob: bytes, token: str, seq: int, args_blob: bytes) -> BatchDo
     with _LOCK:
         _FINISHED.setdefault(token, []).append(seq)
         while len(_FINISHED) > _KEEP_CANCELLED:
-            _FINISHED.pop(next(iter(_FINISHED)))
+            _FINISHED.popitem(last=False)
     return out
 
 

@@ -233,15 +233,10 @@ class Run:
                             break
                         self._on_message(w, msg)
                 if w.channel.closed and self._current(w):
-                    if w.retiring and not w.inflight:
-                        self._retired(w)
-                        continue
-                    w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
+                    if not w.retiring:  # (one told to stop is not waited for: see _on_death)
+                        w.process.join(timeout=1.0)  # EOF: its sentinel follows at once
                     self._on_death(w)
             elif self._current(w):  # its sentinel: the process ended
-                if w.retiring and not w.inflight:
-                    self._retired(w)
-                    continue
                 self._on_death(w)
         self._on_signals()
         now = time.monotonic()
@@ -596,16 +591,16 @@ class Run:
         """Whether ``w`` is still the worker in its slot (not already settled)."""
         return self.workers.get(w.index) is w
 
-    def _retired(self, w: WorkerHandle) -> None:
-        """A worker told to stop (``retire_idle``) closed its end or exited: its slot is free
-        now; the process, on its way out, is joined when the workers close."""
-        self._unwatch(w)
-        self._sampler.forget(w.pid)
-        self.workers.retire(w)
-
     def _on_death(self, w: WorkerHandle) -> None:
         """Settle the tasks of a worker whose process ended, and free its slot."""
         if not self._current(w):
+            return
+        if w.retiring and not w.inflight:
+            # Told to stop (retire_idle), it closed its end or exited: no death. Its slot is
+            # free now; the process, on its way out, is joined when the workers close.
+            self._unwatch(w)
+            self._sampler.forget(w.pid)
+            self.workers.retire(w)
             return
         w.process.join(timeout=1.0)
         code = w.process.exitcode

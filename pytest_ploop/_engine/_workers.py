@@ -185,12 +185,9 @@ class Workers:
 
     def discard(self, handle: WorkerHandle) -> None:
         """Forget a worker whose process has ended; count the restart its slot will need."""
-        _worker.PARENT_FDS.discard(handle.channel.fileno())
-        handle.channel.close()
+        self._let_go(handle)
         handle.process.join(timeout=1)
         _shutdown.kill_group(handle.pid)  # its children that outlived it
-        if self.slots[handle.index] is handle:
-            self.slots[handle.index] = None
         self.restarts[handle.id] = self.restarts.get(handle.id, 0) + 1
         with contextlib.suppress(OSError):
             handle.process.close()
@@ -198,11 +195,15 @@ class Workers:
     def retire(self, handle: WorkerHandle) -> None:
         """Free the slot of a worker told to stop: it exits on its own, and :meth:`close`
         waits for it (and ends what it left running) with the others."""
+        self._let_go(handle)
+        self.retired.append(handle)
+
+    def _let_go(self, handle: WorkerHandle) -> None:
+        """Close this process's end of ``handle``'s socket and free its slot."""
         _worker.PARENT_FDS.discard(handle.channel.fileno())
         handle.channel.close()
-        if self.slots[handle.index] is handle:
+        if self.get(handle.index) is handle:
             self.slots[handle.index] = None
-        self.retired.append(handle)
 
     def kill(self, handles: list[WorkerHandle], wait_s: float = 1.0) -> None:
         """Terminate ``handles`` now (the ladder), without discarding them."""
@@ -225,8 +226,7 @@ class Workers:
             h.process.join(timeout=max(0.0, deadline - time.monotonic()))
         _shutdown.terminate([h.process for h in live if h.process.is_alive()], 1.0)
         for h in live:
-            _worker.PARENT_FDS.discard(h.channel.fileno())
-            h.channel.close()
+            self._let_go(h)
             _shutdown.kill_group(h.pid)
             h.process.join(timeout=1)
         self.slots.clear()

@@ -195,12 +195,8 @@ class _CasesReporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.seen:
             return
+        from ._cases_report import summary_line  # with the decorator's machinery, on use
+
         terminalreporter.write_sep("-", "ploop cases")
         for nodeid, s in self.seen:
-            terminalreporter.write_line(f"{nodeid}: {_summary_line(s)}")
-
-
-def _summary_line(summary: dict[str, Any]) -> str:
-    from ._cases_report import summary_line
-
-    return summary_line(summary)
+            terminalreporter.write_line(f"{nodeid}: {summary_line(s)}")
