@@ -195,7 +195,11 @@ class DaskCaseTask:
 
         ``funcargs=True`` as in pytest's own ``repr_failure``: the case's arguments head the
         entry (``n = 3``), as with forked workers; without them the entry began with its
-        source, whose first line lost its indent to the repr's ``str()`` (which strips)."""
+        source, whose first line lost its indent to the repr's ``str()`` (which strips).
+
+        Paths are absolute here (``abspath=True``): the worker's working directory is not
+        pytest's, and a path relative to it (shorter when the two are near each other) was
+        left as it was, where pytest shows it relative to its own."""
         tb = exc.__traceback__
         ours = (__file__, _cases_report.__file__)  # this task's frames, and case_outcome's
         while tb is not None and tb.tb_frame.f_code.co_filename in ours:
@@ -205,6 +209,7 @@ class DaskCaseTask:
             text = str(
                 info.getrepr(
                     style=self.tbstyle,  # type: ignore[arg-type]
+                    abspath=True,
                     showlocals=self.showlocals,
                     funcargs=True,
                 )

@@ -14,6 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,6 +188,27 @@ def test_cases_run_on_the_cluster_the_option_names(project: Project, on_cluster:
     local.assert_outcomes(failed=1, passed=1)
     assert ran_locally(on_cluster, project.cases())
     assert failure_report(local) == dask_report
+
+
+def _fails(n: int) -> None:
+    assert n != 2
+
+
+def test_a_case_failure_is_located_from_pytests_directory_not_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Dask worker's working directory is its own (the cluster's starter's). A location
+    relative to it, when shorter than the absolute path, stayed as it was: the test above
+    failed from a checkout next to pytest's temporary directories."""
+    from pytest_ploop._testing._cases_dask import DaskCaseTask
+
+    here = Path(__file__).resolve()
+    task = DaskCaseTask(_fails, None, {}, {}, "long", False, str(here.parent))
+    monkeypatch.chdir(here.parent.parent)  # the worker's: "dask/..." is shorter from here
+    with pytest.raises(AssertionError) as info:
+        _fails(2)
+    text = task._longrepr(info.value)
+    assert re.search(rf"^{here.name}:\d+: AssertionError$", text, re.M), text
 
 
 def test_the_decorators_backend_wins_over_the_option(project: Project, on_cluster: Cluster) -> None:
