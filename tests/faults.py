@@ -197,7 +197,8 @@ def touch(path: str) -> None:
 def steps(x: list[tuple[Any, ...]]) -> Any:
     """Run a little script of steps, so that tasks in different workers can wait on each
     other's events: ``("touch", path)``, ``("wait", path)``, ``("sleep", seconds)`` (as a
-    workload), ``("hang",)``, ``("raise", message)``, ``("return", value)``."""
+    workload), ``("hang",)``, ``("raise", message)``, ``("exit", code)``,
+    ``("return", value)``."""
     for step in x:
         match step:
             case ("touch", path):
@@ -210,6 +211,8 @@ def steps(x: list[tuple[Any, ...]]) -> Any:
                 threading.Event().wait()
             case ("raise", message):
                 raise ValueError(message)
+            case ("exit", code):
+                os._exit(code)
             case ("return", value):
                 return value
             case _:

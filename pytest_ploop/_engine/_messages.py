@@ -73,9 +73,10 @@ class NoMore:
 
 @dataclass(frozen=True)
 class Stop:
-    """Finish and exit. With ``unless_needed`` (a run whose workers end with it, and this one
-    has nothing left to do), a worker that holds a run-once value others may still ask for
-    stays until the plain Stop that closes the workers."""
+    """Finish and exit. With ``unless_needed`` (a run whose workers end with it, and no work is
+    left for this one), the worker first runs the chunks it holds, and one that holds a
+    run-once value others may still ask for stays until the plain Stop that closes the
+    workers."""
 
     unless_needed: bool = False
 

@@ -308,8 +308,11 @@ class Run:
                 w.channel.queue(NoMore(self.job))
                 w.told_no_more = True
         if no_more and self.options.retire_idle and not self._reserved:
+            # No work is left for any worker: each leaves once it has run what it holds, and
+            # its exit overlaps the others' last tasks and the main process's reading of the
+            # results, instead of waiting for a Stop after them.
             for w in self.workers.live():
-                if not w.inflight and not w.retiring:
+                if not w.retiring:
                     w.channel.queue(Stop(unless_needed=True))
                     w.retiring = True
 
@@ -367,7 +370,10 @@ class Run:
 
     def _take_chunk(self) -> InFlight | None:
         """The next chunk of fresh or retried tasks, or ``None`` when there is none now."""
-        while self._has_work() and not self._held_back():
+        # Tasks to run again go out even while a stream holds back: they were taken from
+        # the input already, and its consumer may be waiting for one of them. (It waited
+        # for ever on the tasks of a crashed chunk that came first in input order.)
+        while self._retry or (self._has_work() and not self._held_back()):
             chunk = self._next_chunk()
             if chunk is not None:
                 return chunk
@@ -595,6 +601,14 @@ class Run:
         """Settle the tasks of a worker whose process ended, and free its slot."""
         if not self._current(w):
             return
+        if w.retiring and w.inflight and not w.channel.closed:
+            # It left after its last chunk: the results it sent before that may be unread.
+            for msg in w.channel.read():
+                if not self._current(w):
+                    return
+                self._on_message(w, msg)
+            if not self._current(w):
+                return
         if w.retiring and not w.inflight:
             # Told to stop (retire_idle), it closed its end or exited: no death. Its slot is
             # free now; the process, on its way out, is joined when the workers close.

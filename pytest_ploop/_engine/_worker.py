@@ -614,7 +614,9 @@ class _Loop:
                     return END, isinstance(msg, Cancel)
                 continue
             if isinstance(msg, Stop):
-                return END, True
+                # A plain Stop ends the run here; one "unless needed" only says that no
+                # chunk follows (it comes after the NoMore that says so too).
+                return END, not msg.unless_needed
             i += 1
 
     def _cancel_requested(self, job: int) -> bool:
@@ -628,8 +630,8 @@ class _Loop:
                 self.cancelled.add(msg.job)
             else:
                 self.pending.append(msg)
-            if isinstance(msg, Stop):
-                return True
+            if isinstance(msg, Stop) and not msg.unless_needed:
+                return True  # (one "unless needed" waits until the chunks held here ran)
         return job in self.cancelled
 
 

@@ -109,3 +109,25 @@ def test_a_worker_that_holds_a_run_once_value_stays_until_the_call_ends(tmp_path
     assert results == [1, 1]
     assert len((tmp_path / "computed").read_text().splitlines()) == 1
     assert len((tmp_path / "torn").read_text().splitlines()) == 1
+
+
+class _ExitWitness:
+    """A result whose unpickling, in the main process, waits up to ``seconds`` for the worker
+    that returned it to exit, and gives whether it did."""
+
+    def __init__(self, pid: int, seconds: float) -> None:
+        self.pid, self.seconds = pid, seconds
+
+    def __reduce__(self) -> Any:
+        return _exits, (self.pid, self.seconds)
+
+
+def exit_witness(seconds: float) -> _ExitWitness:
+    return _ExitWitness(os.getpid(), seconds)
+
+
+def test_a_busy_worker_leaves_after_its_last_chunk_without_waiting_to_be_told() -> None:
+    """Once no work is left, a busy worker is told to stop after what it holds: it exits as
+    soon as it has sent its last results, while the main process still reads them. (It
+    waited for a Stop that the main process sent only after reading them.)"""
+    assert ploop.map(exit_witness, [10.0], workers=2) == [True]

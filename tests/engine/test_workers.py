@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,25 @@ def test_a_run_stopped_before_all_its_workers_started_waits_for_events(tmp_path:
 )
 def test_signal_name_reads_a_process_exit_code(exitcode: int | None, name: str | None) -> None:
     assert signal_name(exitcode) == name
+
+
+def test_tasks_to_run_again_go_out_while_a_stream_holds_back() -> None:
+    """A stream (``imap``) takes no more input while its consumer is ``max_ahead`` tasks
+    behind. Tasks of a crashed chunk, taken from the input already, were held back too: an
+    ordered consumer waiting for the first of them never advanced, and the call hung (here:
+    ``imap`` with ``chunksize=50_000`` when a task of the first chunk crashed)."""
+    items: list[list[tuple[Any, ...]]] = [[("return", i)] for i in range(5)]
+    items[1] = [("exit", 3)]
+    workers = Workers("fork")
+    run = Run(workers, faults.steps, items, RunOptions(workers=2, chunksize=5, max_ahead=5))
+    try:
+        # The consumer waits for task 0, which is to run again: run.delivered stays 0.
+        deadline = time.monotonic() + 30
+        while not run.done and time.monotonic() < deadline:
+            run.poll()
+        assert run.done, f"held back for 30 s: {run.outcomes.counts}"
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["passed"] == 4
+    assert [(f.index, f.kind) for f in run.outcomes.failures.values()] == [(1, "crashed")]
