@@ -16,6 +16,7 @@ from __future__ import annotations
 import pickle
 import socket
 import struct
+import threading
 from typing import Any
 
 _HEADER = struct.Struct("!Q")
@@ -34,7 +35,15 @@ def encode(message: Any) -> bytes:
 
 def send(sock: socket.socket, message: Any) -> None:
     """Send one message, blocking until it is written."""
-    sock.sendall(encode(message))
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    header = _HEADER.pack(len(body))
+    if not hasattr(sock, "sendmsg"):  # (Windows)
+        sock.sendall(header + body)
+        return
+    # Header and body in one system call, without copying a chunk's results into a frame.
+    sent = sock.sendmsg([header, body])
+    if sent < len(header) + len(body):  # interrupted part way
+        sock.sendall(memoryview(header + body)[sent:])
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -62,10 +71,7 @@ class Channel:
         sock.setblocking(False)
         self.sock = sock
         self._out = bytearray()
-        self._in = bytearray()
-        # Each read lands here: ``recv(n)`` allocates n bytes per call, which for a large n
-        # cost several times the read of a small message.
-        self._scratch = memoryview(bytearray(_READ_SIZE))
+        self._in = bytearray()  # the start of a frame still to come
         self.closed = False
 
     def fileno(self) -> int:
@@ -77,7 +83,9 @@ class Channel:
 
     def queue(self, message: Any) -> None:
         """Queue ``message`` and write as much as the socket takes now."""
-        self._out += encode(message)
+        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._out += _HEADER.pack(len(body))
+        self._out += body
         self.flush()
 
     def flush(self) -> None:
@@ -95,9 +103,11 @@ class Channel:
 
     def read(self) -> list[Any]:
         """Read what has arrived; return the complete messages. Mark closed at EOF."""
+        scratch = _scratch()
+        messages: list[Any] = []
         while True:
             try:
-                n = self.sock.recv_into(self._scratch)
+                n = self.sock.recv_into(scratch)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -106,19 +116,47 @@ class Channel:
             if not n:
                 self.closed = True
                 break
-            self._in += self._scratch[:n]
+            if self._in:
+                self._in += scratch[:n]
+            else:
+                # The usual case: whole frames, read straight from the scratch buffer.
+                used = _cut(scratch[:n], messages)
+                self._in += scratch[used:n]
             if n < _READ_SIZE:
                 break
-        messages = []
-        while len(self._in) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(self._in)
-            end = _HEADER.size + size
-            if len(self._in) < end:
-                break
-            messages.append(pickle.loads(self._in[_HEADER.size : end]))
-            del self._in[:end]
+        if len(self._in) >= _HEADER.size:
+            with memoryview(self._in) as view:
+                used = _cut(view, messages)
+            del self._in[:used]
         return messages
 
     def close(self) -> None:
         self.closed = True
         self.sock.close()
+
+
+# Each read lands in a buffer of this thread's (``recv(n)`` allocates n bytes per call, which
+# for a large n cost several times the read of a small message); one per channel cost every
+# new worker a quarter MiB, written after the fork (copy-on-write faults in the main process).
+_LOCAL = threading.local()
+
+
+def _scratch() -> memoryview:
+    scratch: memoryview | None = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = memoryview(bytearray(_READ_SIZE))
+    return scratch
+
+
+def _cut(data: memoryview, messages: list[Any]) -> int:
+    """Append the messages of the whole frames at the start of ``data``; return the bytes
+    they took (a frame still incomplete stays)."""
+    pos, total = 0, len(data)
+    while total - pos >= _HEADER.size:
+        (size,) = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + size
+        if end > total:
+            break
+        messages.append(pickle.loads(data[pos + _HEADER.size : end]))
+        pos = end
+    return pos

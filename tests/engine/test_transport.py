@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -135,3 +136,15 @@ def test_blocking_recv_raises_closed_at_eof() -> None:
         a.close()
         with pytest.raises(_transport.Closed):
             _transport.recv(b)
+
+
+def test_each_thread_reads_into_a_buffer_of_its_own() -> None:
+    """Channels share a read buffer, which is safe only within one thread: runs driven from
+    two threads at once (a ``ploop.map`` in each) must not read into the same one."""
+    ours = _transport._scratch()
+    seen: list[memoryview] = []
+    thread = threading.Thread(target=lambda: seen.append(_transport._scratch()))
+    thread.start()
+    thread.join()
+    assert _transport._scratch() is ours
+    assert seen[0].obj is not ours.obj
