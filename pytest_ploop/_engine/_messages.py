@@ -37,6 +37,12 @@ SLOT_SIZE = 5
 # -- main process -> worker -------------------------------------------------------------
 
 
+# A probe chunk (Chunk.budget) runs its tasks in groups of up to this many, with the slot
+# naming each group's first task: a worker that dies in one re-runs at most this many tasks
+# one by one to find the culprit.
+PROBE_GROUP = 64
+
+
 @dataclass(frozen=True)
 class Function:
     """Load the function of job ``job``: from ``payload`` (pickled), or, when ``payload`` is
@@ -55,6 +61,9 @@ class Chunk:
     indices: range | tuple[int, ...]
     args: bytes
     batch: bool = False  # tiny tasks: run back to back, timed per chunk (see _worker)
+    # A probe (task times still unknown, see _worker._Loop._run_probe): start tasks for this
+    # many seconds at most and report the rest as skipped, to be sent again. 0: not a probe.
+    budget: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _metrics, _worker
 from ._cpus import available_cpus
 from ._messages import (
+    PROBE_GROUP,
     SLOT_INDEX,
     SLOT_MARKER,
     SLOT_PHASE,
@@ -56,7 +57,7 @@ from ._messages import (
 )
 from ._outcomes import Outcomes, bounded_repr, rebuild
 from ._record import RunRecord, WorkerInfo
-from ._schedule import Progress, make_scheduler
+from ._schedule import PROBE_BUDGET_S, Dynamic, Progress, make_scheduler, probe_size
 from ._workers import InFlight, WorkerHandle, Workers, signal_name
 
 TICK_S = 0.1
@@ -158,6 +159,18 @@ class Run:
         self._peeked: deque[Any] = deque()
         self.emitted: deque[tuple[int, str, Any]] = deque()  # (task index, worker, payload)
         self._retry: deque[tuple[int, Any, bool]] = deque()  # index, argument, isolate
+        # Tasks a probe did not start (its time ran out): (indices, arguments), to send again.
+        self._returned: deque[tuple[Sequence[int], Sequence[Any]]] = deque()
+        self._returned_n = 0
+        # Chunks probe (see _schedule.PROBE_TASKS) under the dynamic policy, on an input cut
+        # by slicing, without a timeout (a probe's tasks share one start time), and never for
+        # a lookahead function (its chunk's last task is told which task follows it).
+        self._probes = (
+            isinstance(self.scheduler, Dynamic)
+            and sliceable
+            and options.timeout is None
+            and not getattr(fn, _worker.LOOKAHEAD, False)
+        )
         self._mean_task_s: float | None = None
         self._busy_sum = 0.0
         self._tasks_sum = 0.0
@@ -281,7 +294,7 @@ class Run:
     # -- dispatch -----------------------------------------------------------------------
 
     def _has_work(self) -> bool:
-        if self._retry or self._peeked:
+        if self._retry or self._peeked or self._returned:
             return True
         if self.exhausted:
             return False
@@ -312,7 +325,8 @@ class Run:
             # its exit overlaps the others' last tasks and the main process's reading of the
             # results, instead of waiting for a Stop after them.
             for w in self.workers.live():
-                if not w.retiring:
+                # (Not while it holds a probe, which may send tasks back.)
+                if not w.retiring and not any(c.budget for c in w.inflight):
                     w.channel.queue(Stop(unless_needed=True))
                     w.retiring = True
 
@@ -373,7 +387,7 @@ class Run:
         # Tasks to run again go out even while a stream holds back: they were taken from
         # the input already, and its consumer may be waiting for one of them. (It waited
         # for ever on the tasks of a crashed chunk that came first in input order.)
-        while self._retry or (self._has_work() and not self._held_back()):
+        while self._retry or self._returned or (self._has_work() and not self._held_back()):
             chunk = self._next_chunk()
             if chunk is not None:
                 return chunk
@@ -384,7 +398,7 @@ class Run:
         return ahead is not None and self.consumed - self.delivered >= ahead
 
     def _next_chunk(self) -> InFlight | None:
-        indices, args = self._take()
+        indices, args, budget = self._take()
         try:
             blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -393,7 +407,8 @@ class Run:
                 return None
             indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
             blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
-        return InFlight(self.job, next(_SEQS), indices, blob, self._batch(len(indices)), args)
+        batch = self._batch(len(indices))
+        return InFlight(self.job, next(_SEQS), indices, blob, batch, budget, args)
 
     def _batch(self, n: int) -> bool:
         """Whether a chunk of ``n`` tasks runs as a batch (see ``_worker._Loop._run_batch``)."""
@@ -406,8 +421,9 @@ class Run:
             and not getattr(self.fn, _worker.LOOKAHEAD, False)
         )
 
-    def _take(self) -> tuple[range | tuple[int, ...], list[Any]]:
-        remaining = None if self.total is None else self.total - self.consumed
+    def _take(self) -> tuple[range | tuple[int, ...], list[Any], float]:
+        """The next chunk's task indices, arguments and time budget (a probe's, or 0)."""
+        remaining = None if self.total is None else self.total - self.consumed + self._returned_n
         size = self.scheduler.chunk_size(
             Progress(remaining, self.options.workers, self._mean_task_s)
         )
@@ -420,7 +436,20 @@ class Run:
             while not isolate and self._retry and not self._retry[0][2] and len(pairs) < limit:
                 index, arg, _ = self._retry.popleft()
                 pairs.append((index, arg))
-            return tuple(i for i, _ in pairs), [a for _, a in pairs]
+            return tuple(i for i, _ in pairs), [a for _, a in pairs], 0.0
+        if self._returned:
+            indices, arguments = self._returned[0]
+            if len(indices) > size:
+                self._returned[0] = (indices[size:], arguments[size:])
+                indices, arguments = indices[:size], arguments[:size]
+            else:
+                self._returned.popleft()
+            self._returned_n -= len(indices)
+            return indices, list(arguments), 0.0  # type: ignore[return-value]
+        budget = 0.0
+        if self._probes and self._mean_task_s is None and remaining:
+            size = probe_size(remaining, self.options.workers, self._next_arg_bytes())
+            budget = PROBE_BUDGET_S if size > 1 else 0.0
         if self.options.max_ahead is not None:
             size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
         start = self.consumed
@@ -430,11 +459,11 @@ class Run:
                 picked = tuple(order[start : start + size])
                 self.consumed += len(picked)
                 self.exhausted = self.consumed >= len(self._seq)
-                return picked, [self._seq[i] for i in picked]
+                return picked, [self._seq[i] for i in picked], budget
             seq_args = self._seq[start : start + size]
             self.consumed += len(seq_args)
             self.exhausted = self.consumed >= len(self._seq)
-            return range(start, self.consumed), seq_args  # type: ignore[return-value]
+            return range(start, self.consumed), seq_args, budget  # type: ignore[return-value]
         args = list(self._peeked)
         self._peeked.clear()
         if len(args) < size and not self.exhausted:
@@ -444,7 +473,18 @@ class Run:
                 if len(args) < size:
                     self.exhausted = True
         self.consumed += len(args)
-        return range(start, start + len(args)), args
+        return range(start, start + len(args)), args, 0.0
+
+    def _next_arg_bytes(self) -> int:
+        """The pickled size of the next fresh argument (a probe's measure); one that cannot
+        be pickled counts as huge, so that its probe is that one task."""
+        assert self._seq is not None
+        order = self.options.order
+        position = order[self.consumed] if order is not None else self.consumed
+        try:
+            return len(pickle.dumps(self._seq[position], protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:
+            return 1 << 62
 
     def _picklable(self, index: int, arg: Any) -> bool:
         try:
@@ -484,7 +524,9 @@ class Run:
             inherited = self.job in _worker.INHERITED and w.started_with_job(self.job)
             w.channel.queue(Function(self.job, None if inherited else self._function_payload()))
             w.jobs.add(self.job)
-        w.channel.queue(Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args, chunk.batch))
+        w.channel.queue(
+            Chunk(chunk.job, chunk.seq, chunk.indices, chunk.args, chunk.batch, chunk.budget)
+        )
         w.inflight.append(chunk)
         w.told_no_more = False
         w.tasks_sent += len(chunk.indices)
@@ -548,6 +590,11 @@ class Run:
             values = [None] * n
             failures.update({p: _result_failure(exc) for p in range(ran) if p not in failures})
         indices = chunk.indices if ran == n else chunk.indices[:ran]
+        if ran < n and chunk.budget and self.state is State.RUNNING:
+            # A probe whose time ran out: the tasks it did not start go out again.
+            self._returned.append((chunk.indices[ran:], chunk.arguments[ran:]))
+            self._returned_n += n - ran
+            n = ran
         if failures or ran < n:
             args = chunk.arguments
             for pos, f in sorted(failures.items()):
@@ -654,6 +701,12 @@ class Run:
                 self._blame(w, index, arg, code, started, detail, marker)
         elif on_first and phase != Phase.IDLE and len(first.indices) == 1:
             self._blame(w, first.indices[0], args[0], code, started, detail, marker)
+        elif on_first and first.budget and phase == Phase.BATCH and running in first.indices:
+            # A probe names the first task of the group it runs: those before it passed (their
+            # results died with the worker) and run again; the group's run one by one.
+            k = first.indices.index(running)
+            for p, (index, arg) in enumerate(zip(first.indices, args, strict=True)):
+                self._requeue(index, arg, k <= p < k + PROBE_GROUP)
         else:  # died between tasks: try them again one by one to find the culprit
             for index, arg in zip(first.indices, args, strict=True):
                 self._requeue(index, arg, on_first and phase != Phase.IDLE)
@@ -749,6 +802,11 @@ class Run:
         while self._retry:
             index, arg, _ = self._retry.popleft()
             self.outcomes.not_run(index, bounded_repr(arg), reason)
+        while self._returned:
+            indices, arguments = self._returned.popleft()
+            for index, arg in zip(indices, arguments, strict=True):
+                self.outcomes.not_run(index, bounded_repr(arg), reason)
+        self._returned_n = 0
         while self._peeked:
             arg = self._peeked.popleft()
             self.outcomes.not_run(self.consumed, bounded_repr(arg), reason)
@@ -775,7 +833,9 @@ class Run:
         busy = any(w.inflight for w in self.workers.live())
         if busy:
             return
-        pending = self._retry or self._peeked or self._reserved or not self.exhausted
+        pending = (
+            self._retry or self._peeked or self._reserved or self._returned or not self.exhausted
+        )
         if self.state is State.RUNNING and pending:
             return
         self.state = State.DONE

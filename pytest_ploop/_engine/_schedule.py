@@ -33,6 +33,14 @@ SHARE = 4
 MAX_CHUNK_S = 0.5
 TAIL_MIN_S = 0.003  # near the end, chunks shrink, but not below this much work
 MAX_CHUNK = 1 << 16
+# Before any task has finished, a chunk is a probe: up to PROBE_TASKS tasks (and about
+# PROBE_BYTES of arguments), which the worker starts only for PROBE_BUDGET_S, in groups of
+# 1, 2, 4, ... _messages.PROBE_GROUP, looking at the clock between groups; the rest come back
+# to be sent again. Long tasks probe one at a time, as chunks of one did; tiny ones give a
+# worker real work while the main process forks the next (a millisecond or more each).
+PROBE_TASKS = 8192
+PROBE_BYTES = 1 << 18
+PROBE_BUDGET_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,14 @@ class Guided:
         if progress.remaining is None:
             return Dynamic().chunk_size(progress)
         return max(1, min(MAX_CHUNK, math.ceil(progress.remaining / (2 * progress.workers))))
+
+
+def probe_size(remaining: int, workers: int, arg_bytes: int) -> int:
+    """How many tasks a probe chunk takes: at most ``PROBE_TASKS``, a ``SHARE``-th of each
+    worker's part of the ``remaining`` tasks, and about ``PROBE_BYTES`` of arguments of
+    ``arg_bytes`` each (pickled), so that large arguments are not pickled for nothing."""
+    share = math.ceil(remaining / (SHARE * workers))
+    return max(1, min(PROBE_TASKS, share, PROBE_BYTES // max(1, arg_bytes)))
 
 
 def make_scheduler(name: str, chunksize: int | None, total: int | None) -> Scheduler:

@@ -44,6 +44,7 @@ class InFlight:
     indices: range | tuple[int, ...]
     args: bytes
     batch: bool = False
+    budget: float = 0.0  # a probe's (see Chunk.budget)
     # The arguments themselves, as the main process had them: to name a failed task's
     # argument and to send a task again after a crash. Never unpickled back from ``args``:
     # an argument's unpickling is user code that may raise, hang or kill the process (it is
@@ -134,8 +135,10 @@ class Workers:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         slot: MutableSequence[float] = mp.sharedctypes.RawArray("d", SLOT_SIZE)
-        if self.threads and self.start_method == "fork":
-            _worker.prepare_thread_caps()
+        if self.start_method == "fork":
+            _worker.prepare_prctl()
+            if self.threads:
+                _worker.prepare_thread_caps()
         dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
         config = _worker.WorkerConfig(
             worker_id=wid,

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from pytest_ploop._engine._schedule import (
     MAX_CHUNK,
     MAX_CHUNK_S,
+    PROBE_BYTES,
+    PROBE_TASKS,
     SCHEDULES,
     SHARE,
     TAIL_MIN_S,
@@ -22,6 +24,7 @@ from pytest_ploop._engine._schedule import (
     Static,
     longest_first,
     make_scheduler,
+    probe_size,
 )
 
 
@@ -210,3 +213,19 @@ def test_longest_first_is_a_permutation_with_costs_not_increasing(costs: list[fl
     assert sorted(order) == list(range(len(costs)))
     ordered = [costs[i] for i in order]
     assert ordered == sorted(costs, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "workers", "arg_bytes", "expected"),
+    [
+        (100_000, 2, 5, PROBE_TASKS),  # tiny arguments, a long input: the cap
+        (60, 2, 5, 8),  # a short input: a quarter of each worker's part
+        (100_000, 2, PROBE_BYTES // 10, 10),  # large arguments: about PROBE_BYTES of them
+        (100_000, 2, 1 << 62, 1),  # an argument that cannot be pickled: alone
+        (1, 8, 5, 1),
+    ],
+)
+def test_a_probe_takes_a_bounded_number_of_tasks(
+    remaining: int, workers: int, arg_bytes: int, expected: int
+) -> None:
+    assert probe_size(remaining, workers, arg_bytes) == expected
