@@ -115,7 +115,9 @@ class ChunkDone:
     ``values`` is the pickled list of results (``None`` where the task failed or did not run).
     The first ``len(ends)`` tasks ran; the rest were skipped after a :class:`Cancel`.
     Times are ``time.monotonic()`` seconds: the first task started at ``start``, and each
-    later one when the one before it ended. ``cpu`` is seconds of CPU per task.
+    later one when the one before it ended. ``cpu`` is seconds of CPU per task that ran, or
+    one figure for all of them, which the main process shares equally among them (a chunk of
+    tiny tasks measures once: per task, the array cost more to send than the results).
     """
 
     job: int

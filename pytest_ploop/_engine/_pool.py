@@ -613,12 +613,15 @@ class Run:
         if ran:
             self.outcomes.passed(indices, values if ran == n else values[:ran], frozenset(failures))
             batch = msg.batch_end is not None
+            cpu = msg.cpu
+            if len(cpu) != ran:  # one figure for the chunk: shared equally (ChunkDone.cpu)
+                cpu = array("d", [sum(cpu) / ran]) * ran
             self.record.tasks.add(
                 indices,
                 w.id,
                 msg.start,
                 None if batch else msg.ends,
-                msg.cpu,
+                cpu,
                 dict.fromkeys(failures, "failed"),
                 msg.starts,
                 msg.batch_end,

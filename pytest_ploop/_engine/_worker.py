@@ -80,7 +80,7 @@ _PID = 0  # this worker's pid: a process a task forks inherits the SIGTERM handl
 
 _PR_SET_PDEATHSIG = 1
 _CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
-_CPU_PER_TASK_MAX = 64  # chunks up to this size measure CPU per task; larger ones apportion
+_CPU_PER_TASK_MAX = 64  # chunks up to this size measure CPU per task; larger ones once
 
 
 @dataclass(frozen=True)
@@ -517,7 +517,7 @@ class _Loop:
                     skipped = n - pos - 1
                     break
         if not per_task_cpu:
-            _apportion(cpu, len(ends), process_time() - chunk_cpu)
+            cpu.append(process_time() - chunk_cpu)  # for all of them (see ChunkDone.cpu)
         slot[SLOT_PHASE] = Phase.SENDING
         blob = _pickle_values(values, failures)
         done = ChunkDone(msg.job, msg.seq, blob, failures, first_start, ends, cpu, skipped)
@@ -549,9 +549,8 @@ class _Loop:
             except BaseException as exc:
                 failures[len(values)] = capture(exc, "run")
                 append(None)
-        t1, n = time.monotonic(), len(values)
-        cpu: array[float] = array("d")
-        _apportion(cpu, n, time.process_time() - c0)
+        t1 = time.monotonic()
+        cpu = array("d", [time.process_time() - c0])  # for all of them (see ChunkDone.cpu)
         slot[SLOT_PHASE] = Phase.SENDING
         blob = _pickle_values(values, failures)
         empty: array[float] = array("d")
@@ -593,8 +592,7 @@ class _Loop:
                 break
             group = min(2 * group, PROBE_GROUP)
         t1 = time.monotonic()
-        cpu: array[float] = array("d")
-        _apportion(cpu, pos, time.process_time() - c0)
+        cpu = array("d", [time.process_time() - c0])  # for all of them (see ChunkDone.cpu)
         slot[SLOT_PHASE] = Phase.SENDING
         blob = _pickle_values(values, failures)
         empty: array[float] = array("d")
@@ -699,17 +697,6 @@ def _holds_a_run_once_value() -> bool:
     ``pytest_ploop._sync.must_stay``); never true where that module was never imported."""
     sync = sys.modules.get("pytest_ploop._sync")
     return sync is not None and bool(sync.must_stay())
-
-
-def _apportion(cpu: array[float], n: int, total: float) -> None:
-    """Share a chunk's CPU time equally among its tasks.
-
-    Chunks of many tiny tasks measure CPU once per chunk: a per-task CPU clock read is a
-    system call that would cost more than the task itself (and so would a per-task share
-    computed in Python).
-    """
-    if n:
-        cpu.extend(array("d", [total / n]) * n)
 
 
 def _pickle_values(values: list[Any], failures: dict[int, Failure]) -> bytes:

@@ -225,3 +225,32 @@ def test_tasks_to_run_again_go_out_while_a_stream_holds_back() -> None:
         workers.close()
     assert run.outcomes.counts["passed"] == 4
     assert [(f.index, f.kind) for f in run.outcomes.failures.values()] == [(1, "crashed")]
+
+
+def test_a_chunk_of_tiny_tasks_sends_its_cpu_time_as_one_figure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch measured its CPU time once and sent one share per task: 8 bytes a task, more
+    than the results of ``x * x`` take. It sends the one figure; the main process shares it
+    out, and the record still has each task's share."""
+    from pytest_ploop._engine import _transport
+    from pytest_ploop._engine._messages import ChunkDone
+
+    seen: list[ChunkDone] = []
+    read = _transport.Channel.read
+
+    def spy(channel: _transport.Channel) -> list[Any]:
+        messages = read(channel)
+        seen.extend(m for m in messages if isinstance(m, ChunkDone))
+        return messages
+
+    monkeypatch.setattr(_transport.Channel, "read", spy)
+    with ploop.Pool(workers=2) as pool:
+        assert pool.map(faults.square, range(50_000)) == [x * x for x in range(50_000)]
+        record = pool.last_run
+    batches = [m for m in seen if m.batch_end is not None]
+    assert batches, "no chunk ran as a batch"
+    assert all(len(m.cpu) == 1 for m in batches)
+    cpu = record.tasks.cpu_s
+    assert len(cpu) == 50_000
+    assert sum(cpu) == pytest.approx(sum(m.cpu[0] for m in seen if len(m.cpu) == 1))
