@@ -254,3 +254,14 @@ def test_a_chunk_of_tiny_tasks_sends_its_cpu_time_as_one_figure(
     cpu = record.tasks.cpu_s
     assert len(cpu) == 50_000
     assert sum(cpu) == pytest.approx(sum(m.cpu[0] for m in seen if len(m.cpu) == 1))
+
+
+def test_workers_are_first_sampled_one_tick_into_the_run() -> None:
+    """Sampling at the start cost 0.7 ms between the forks of the first workers, for a CPU
+    reading that only starts its interval: the first sample comes one tick in, and then one
+    a tick as before."""
+    with ploop.Pool(workers=2) as pool:
+        pool.map(faults.sleep_then, [(0.05, i) for i in range(10)])
+        record = pool.last_run
+    assert record.samples, "a run of 0.25 s was never sampled"
+    assert min(s.t for s in record.samples) >= record.started + TICK_S
