@@ -311,6 +311,7 @@ class DaskRun:
         self._abandoned: set[str] = set()  # workers left running a task this run gave up on
         self._died_under: dict[int, int] = {}  # task -> size of its batch when a worker died
         self._waited: dict[int, int] = {}  # first task of a batch -> deaths of workers it waited on
+        self._closed: dict[str, bool] = {}  # worker address -> whether Dask closed it
         self._names: dict[str, str] = {}  # worker address -> lane id
         self._clock = time.time() - time.monotonic()  # wall - monotonic, here
         self._drain_deadline = 0.0
@@ -669,10 +670,15 @@ class DaskRun:
         nthreads = int(getattr(last, "nthreads", 0) or 0)
         wid = self._worker(address, str(getattr(last, "name", "")))
         waited = self._waited[batch.indices[0]] = self._waited.get(batch.indices[0], 0) + 1
-        innocent = address not in batch.started_on or address in batch.finished_on
+        innocent = (
+            address not in batch.started_on
+            or address in batch.finished_on
+            or self._closed_by_dask(address)
+        )
         if innocent and waited <= MAX_WAITED:
             # It was waiting on that worker and never started there, or it finished there and
-            # its result was lost with the worker: send it again as it is.
+            # its result was lost with the worker, or the worker was closed (by its cluster or
+            # its nanny) under it: send it again as it is.
             if self.state is State.RUNNING:
                 self._retry.append((batch.indices, batch.args, batch.prior))
             else:
@@ -714,6 +720,32 @@ class DaskRun:
         info.tasks += 1
         info.busy_s += now - start
         self._after_failure()
+
+    def _closed_by_dask(self, address: str) -> bool:
+        """Whether the worker at ``address`` was closing when it left: Dask closed it (its
+        cluster scaled down or restarted it, its nanny closed it) and its tasks were failed
+        as though it had died. A worker that a task kills (a crash, ``os._exit``, the OOM
+        killer) logs no close. The worker's own event log at the scheduler says which."""
+        if not address:
+            return False
+        closed = self._closed.get(address)
+        if closed is None:
+            try:
+                events = self.client.get_events(address)
+            except Exception:  # the scheduler is gone or refuses: blame as before
+                events = ()
+            closed = self._closed[address] = any(
+                isinstance(msg, dict)
+                and (
+                    msg.get("action") == "closing-worker"
+                    or (
+                        msg.get("action") == "worker-status-change"
+                        and str(msg.get("status", "")).startswith("closing")
+                    )
+                )
+                for _, msg in events
+            )
+        return closed
 
     def _blame(self, batch: _Batch, nthreads: int) -> bool:
         """Whether the one task of ``batch``, which was running on a worker that died, killed

@@ -131,3 +131,19 @@ def ploop_lock_within(x: tuple[str, float]) -> str:
 
     with ploop.lock(x[0], timeout=x[1]):
         return "got it"
+
+
+def close_worker_once(x: tuple[int, str]) -> int:
+    """The first time it runs with a ``marker`` path that does not exist yet: create it and
+    close this task's Dask worker, as its cluster or nanny would (the process ends under the
+    task). Otherwise return ``x[0]``."""
+    value, marker = x
+    if marker and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        from distributed import get_worker
+
+        worker = get_worker()
+        worker.loop.add_callback(worker.close)
+        time.sleep(30)  # never ends: the close ends the process first
+    return value

@@ -12,6 +12,7 @@ pytest.importorskip("distributed")
 
 import dask
 from dask_support import (
+    close_worker_once,
     dask_map,
     exit_on,
     raise_on_odd,
@@ -71,6 +72,18 @@ def test_a_killed_worker_crashes_its_task_and_the_run_goes_on(backend) -> None:
     assert err.results == [i if i != 3 else None for i in range(12)]
     assert err.run.record.counts["crashed"] == 1
     assert [r.outcome for r in err.run.record.tasks if r.index == 3] == ["crashed"]
+
+
+def test_a_task_whose_worker_dask_closed_runs_again_and_is_not_blamed(backend, tmp_path) -> None:
+    # A worker that Dask closes (its cluster scales down or restarts it, its nanny closes it)
+    # fails its running task as though the task had killed it. The worker logs its close
+    # first: the task was blamed as crashed before; now it runs again elsewhere.
+    marker = str(tmp_path / "closed")
+    items = [(i, marker if i == 3 else "") for i in range(8)]
+    results, run = dask_map(backend, close_worker_once, items, chunksize=1)
+    assert results == list(range(8))
+    assert os.path.exists(marker)  # the close did happen
+    assert run.outcomes.counts["passed"] == 8
 
 
 def test_a_worker_killed_in_a_batch_isolates_the_culprit(backend) -> None:
