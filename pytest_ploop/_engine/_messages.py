@@ -61,7 +61,7 @@ class Chunk:
     indices: range | tuple[int, ...]
     args: bytes
     batch: bool = False  # tiny tasks: run back to back, timed per chunk (see _worker)
-    # A probe (task times still unknown, see _worker._Loop._run_probe): start tasks for this
+    # A probe (task times still unknown, see _worker._Loop._run_batch): start tasks for this
     # many seconds at most and report the rest as skipped, to be sent again. 0: not a probe.
     budget: float = 0.0
 

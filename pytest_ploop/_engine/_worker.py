@@ -468,9 +468,7 @@ class _Loop:
             return
         if getattr(fn, LOOKAHEAD, False):
             self._run_lookahead(msg, fn, args)
-        elif msg.budget:
-            self._run_probe(msg, fn, args)
-        elif msg.batch:
+        elif msg.batch or msg.budget:
             self._run_batch(msg, fn, args)
         else:
             self._run(msg, fn, args)
@@ -527,53 +525,25 @@ class _Loop:
     def _run_batch(self, msg: Chunk, fn: Callable[[Any], Any], args: list[Any]) -> None:
         """Tiny tasks, at the speed of a plain loop: no per-task clock or slot writes.
 
-        The main process asks for this only for large chunks of tasks that take microseconds
-        and have no timeout. Time and CPU are measured for the chunk and shared equally among
-        its tasks. If the worker dies here nobody knows which task killed it, so the main
-        process runs the chunk's tasks again one at a time (the slot says Phase.BATCH).
-        """
-        slot = self.slot
-        values: list[Any] = []
-        failures: dict[int, Failure] = {}
-        append = values.append
-        c0, t0 = time.process_time(), time.monotonic()
-        slot[SLOT_INDEX] = msg.indices[0]
-        slot[SLOT_START] = t0
-        slot[SLOT_PHASE] = Phase.BATCH
-        it = iter(args)
-        while True:
-            try:
-                for arg in it:
-                    append(fn(arg))
-                break
-            except BaseException as exc:
-                failures[len(values)] = capture(exc, "run")
-                append(None)
-        t1 = time.monotonic()
-        cpu = array("d", [time.process_time() - c0])  # for all of them (see ChunkDone.cpu)
-        slot[SLOT_PHASE] = Phase.SENDING
-        blob = _pickle_values(values, failures)
-        empty: array[float] = array("d")
-        done = ChunkDone(msg.job, msg.seq, blob, failures, t0, empty, cpu, 0, None, t1)
-        _transport.send(self.sock, done)
-        slot[SLOT_PHASE] = Phase.IDLE
+        The main process asks for this for large chunks of tasks that take microseconds and
+        have no timeout, and for probes (``msg.budget``: task times still unknown). Time and
+        CPU are measured for the chunk and shared equally among its tasks.
 
-    def _run_probe(self, msg: Chunk, fn: Callable[[Any], Any], args: list[Any]) -> None:
-        """A probe: tasks back to back as in a batch, in groups of 1, 2, 4, ... PROBE_GROUP,
-        until the chunk ends or ``msg.budget`` seconds have passed (a long first task ends
-        it after one). The rest are reported skipped; the main process sends them again.
-
-        The slot names each group's first task (Phase.BATCH): if the worker dies, the tasks
-        before it passed, and the culprit is within the group (see ``_pool.Run._on_death``).
+        A batch runs as one group. A probe runs in groups of 1, 2, 4, ... PROBE_GROUP until
+        the chunk ends or ``msg.budget`` seconds have passed (a long first task ends it after
+        one); the tasks not started are reported skipped, and the main process sends them
+        again. The slot names the first task of the group running (Phase.BATCH): if the
+        worker dies, nobody knows which task of the group killed it, and the main process
+        runs them again one at a time (a batch's: all of them; see ``_pool.Run._on_death``).
         """
         slot, indices = self.slot, msg.indices
         values: list[Any] = []
         failures: dict[int, Failure] = {}
         append = values.append
         c0, t0 = time.process_time(), time.monotonic()
-        deadline = t0 + msg.budget
         slot[SLOT_START] = t0
-        n, pos, group, skipped = len(args), 0, 1, 0
+        n, pos, skipped = len(args), 0, 0
+        group = 1 if msg.budget else n
         it = iter(args)
         while pos < n:
             slot[SLOT_INDEX] = indices[pos]
@@ -587,7 +557,7 @@ class _Loop:
                     failures[len(values)] = capture(exc, "run")
                     append(None)
             pos = stop
-            if pos < n and time.monotonic() >= deadline:
+            if msg.budget and pos < n and time.monotonic() >= t0 + msg.budget:
                 skipped = n - pos
                 break
             group = min(2 * group, PROBE_GROUP)
