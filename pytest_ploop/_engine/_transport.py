@@ -27,16 +27,22 @@ class Closed(Exception):
     """The other end closed the connection."""
 
 
+def _frame(message: Any) -> tuple[bytes, bytes]:
+    """The frame for ``message`` in its two parts: header and body, left apart so that a
+    large body is never copied to join them."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)), body
+
+
 def encode(message: Any) -> bytes:
     """Return the frame for ``message``."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
+    header, body = _frame(message)
+    return header + body
 
 
 def send(sock: socket.socket, message: Any) -> None:
     """Send one message, blocking until it is written."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    header = _HEADER.pack(len(body))
+    header, body = _frame(message)
     if not hasattr(sock, "sendmsg"):  # (Windows)
         sock.sendall(header + body)
         return
@@ -83,8 +89,8 @@ class Channel:
 
     def queue(self, message: Any) -> None:
         """Queue ``message`` and write as much as the socket takes now."""
-        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._out += _HEADER.pack(len(body))
+        header, body = _frame(message)
+        self._out += header
         self._out += body
         self.flush()
 
