@@ -431,11 +431,13 @@ class DaskRun:
             return
         ahead = self.options.max_ahead
         while len(self._batches) < self._threads * PREFETCH and self._has_work():
-            if ahead is not None and self.consumed - self.delivered >= ahead:
-                return
             if self._retry:  # tasks whose worker died, or skipped by a race: before the others
+                # (Also while a stream holds back: they were taken from the input already,
+                # and its consumer may be waiting for one of them.)
                 self._submit(*self._retry.popleft())
                 continue
+            if ahead is not None and self.consumed - self.delivered >= ahead:
+                return
             indices, args = self._take(self._batch_size())
             self._submit(indices, args, 0)
 

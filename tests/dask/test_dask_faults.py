@@ -101,6 +101,23 @@ def test_a_worker_killed_in_a_batch_isolates_the_culprit(backend) -> None:
     assert all(n >= 2 for n in attempts.values())
 
 
+def test_tasks_to_run_again_go_out_while_a_stream_holds_back(backend) -> None:
+    # A stream takes no more input while its consumer is max_ahead tasks behind. The tasks of
+    # a batch whose worker died, to be run again, were held back too, and an ordered consumer
+    # waiting for the first of them never advanced: the run waited for ever.
+    run = start(backend, exit_on, [(i, 1) for i in range(5)], chunksize=5, max_ahead=5)
+    try:
+        # The consumer waits for task 0, which is to run again: run.delivered stays 0.
+        deadline = time.monotonic() + 60
+        while not run.done and time.monotonic() < deadline:
+            run.poll()
+        assert run.done, f"held back for 60 s: {run.outcomes.counts}"
+    finally:
+        run.finish()
+    assert [(f.index, f.kind) for f in run.outcomes.failures.values()] == [(1, "crashed")]
+    assert results_of(run) == [0, None, 2, 3, 4]
+
+
 def test_a_worker_whose_nanny_dask_closed_is_started_again(backend) -> None:
     # Dask closes the nanny of a worker that has not come back lost-worker-timeout after it
     # died; with 15 s, a worker that tasks kill again and again can be caught restarting.
