@@ -31,7 +31,7 @@ from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import _transport
+from . import _threads, _transport
 from ._messages import (
     PROBE_GROUP,
     SLOT_INDEX,
@@ -190,94 +190,11 @@ def _setup(config: WorkerConfig) -> None:
         multiprocessing.current_process().daemon = False
     os.environ.update(config.env)
     if config.threads:
-        _cap_threads(config.threads)
+        _threads.cap(config.threads)
     hooks = list(AFTER_FORK) if config.forked else []
     AFTER_FORK.clear()
     for hook in hooks:
         hook(config)
-
-
-_THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-_NUMERIC = ("numpy", "scipy", "torch", "sklearn")
-# threadpoolctl's view of the numeric libraries loaded in the main process, taken there
-# before forking (see prepare_thread_caps), with the modules it was taken for.
-_CONTROLLER: tuple[frozenset[str], Any] | None = None
-
-
-def _loaded_numeric() -> frozenset[str]:
-    return frozenset(m for m in _NUMERIC if m in sys.modules)
-
-
-def prepare_thread_caps() -> None:
-    """In the main process, before forking: find the loaded numeric libraries once (import
-    threadpoolctl and scan), so that a forked worker only sets their limits. Each worker
-    importing and scanning itself took tens of milliseconds of its start, times the workers."""
-    global _CONTROLLER
-    loaded = _loaded_numeric()
-    if not loaded or (_CONTROLLER is not None and _CONTROLLER[0] == loaded):
-        return
-    with contextlib.suppress(Exception):
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = (loaded, ThreadpoolController())
-
-
-def _cap_threads(n: int) -> None:
-    """N workers each starting a thread per core for BLAS would oversubscribe the machine:
-    cap the pools, by environment for libraries loaded later and with threadpoolctl for
-    those this forked worker inherited already loaded."""
-    for var in _THREAD_VARS:
-        os.environ[var] = str(n)
-    loaded = _loaded_numeric()
-    if not loaded:
-        return
-    with contextlib.suppress(Exception):
-        if _CONTROLLER is not None and _CONTROLLER[0] == loaded:
-            controller = _CONTROLLER[1]  # scanned before the fork
-        else:
-            from threadpoolctl import ThreadpoolController
-
-            controller = ThreadpoolController()
-        for lib in controller.lib_controllers:
-            if not _cap_openblas_at_rest(lib, n):
-                lib.set_num_threads(n)
-
-
-def _cap_openblas_at_rest(lib: Any, n: int) -> bool:
-    """Cap a pthreads OpenBLAS whose thread pool is at rest, without starting the pool.
-
-    OpenBLAS stops its pool before a fork (its at-fork handler) and starts it at the next BLAS
-    call. ``openblas_set_num_threads`` starts it first: in every new worker that made a thread
-    that spun for about 0.1 s of CPU before it slept, whether the worker's tasks used BLAS or
-    not (on 2 CPUs, 40 ms of a 25 ms loop). With the pool at rest, lowering the thread counts
-    it will start from is the same cap at no cost. Returns whether it applied; elsewhere
-    (another library, OpenMP threading, a running pool, symbols not found) threadpoolctl sets
-    the limit."""
-    if getattr(lib, "internal_api", "") != "openblas":
-        return False
-    if getattr(lib, "threading_layer", "") != "pthreads":
-        return False
-    import ctypes
-
-    try:
-        dll = lib.dynlib
-        at_work = ctypes.c_int.in_dll(dll, "blas_server_avail")
-        threads = ctypes.c_int.in_dll(dll, "blas_num_threads")
-        cpus = ctypes.c_int.in_dll(dll, "blas_cpu_number")
-    except (AttributeError, ValueError, OSError):
-        return False
-    if at_work.value != 0 or not 1 <= n <= threads.value:
-        return False  # running, or more threads than it had: its own API sets it
-    threads.value = cpus.value = n
-    return True
 
 
 def _die_with_group(signum: int, frame: object) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from . import _shutdown, _transport, _worker
+from . import _shutdown, _threads, _transport, _worker
 from ._messages import SLOT_SIZE, Stop
 
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -113,6 +113,7 @@ class Workers:
         self.on_start: list[Callable[[WorkerHandle], None]] = []
         self.retired: list[WorkerHandle] = []  # told to stop, not yet joined (see retire)
         self.closed = False
+        self._capped_here = False  # a library's threads capped in this process (_threads)
 
     def get(self, index: int) -> WorkerHandle | None:
         """The live worker in slot ``index``, if any."""
@@ -137,8 +138,8 @@ class Workers:
         slot: MutableSequence[float] = mp.sharedctypes.RawArray("d", SLOT_SIZE)
         if self.start_method == "fork":
             _worker.prepare_prctl()
-            if self.threads:
-                _worker.prepare_thread_caps()
+            if self.threads and _threads.prepare(self.threads):
+                self._capped_here = True
         dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
         config = _worker.WorkerConfig(
             worker_id=wid,
@@ -233,6 +234,8 @@ class Workers:
             _shutdown.kill_group(h.pid)
             h.process.join(timeout=1)
         self.slots.clear()
+        if self._capped_here:
+            _threads.restore()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def signal_stack_dump(self, handle: WorkerHandle, wait_s: float = 0.5) -> str:
