@@ -11,6 +11,7 @@ cluster, that every process started since it opened has ended.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -98,7 +99,7 @@ def backend(cluster: Any) -> Any:
         cluster.restore_workers()
         try:
             cluster.client.wait_for_workers(2, timeout=5)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
             if time.monotonic() > deadline:
                 raise
             continue

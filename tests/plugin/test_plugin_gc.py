@@ -5,9 +5,24 @@ nested in another pytest session's test."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from plugin_support import Project
+
+
+def _interpreters_own() -> int:
+    """What this Python keeps in the permanent generation by itself: 0, but a bare 3.12.1
+    starts with 375 objects there and puts them back after ``gc.unfreeze``."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import gc; print(gc.get_freeze_count())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout)
+
 
 # Each process says how many objects it holds frozen: a test in its worker, the main
 # process at the end of the session and once more as it exits.
@@ -76,8 +91,8 @@ def test_a_parallel_run_freezes_the_session_for_its_workers_and_its_exit(
 def test_a_nested_run_gives_the_frozen_objects_back(frozen_project: Project) -> None:
     # PYTEST_CURRENT_TEST (this test's) reaches the inner run: it is nested in a session.
     frozen_project.run("--ploop-workers=2").assert_outcomes(passed=4)
-    assert _read(frozen_project, "session_end.json") > 1000
-    assert _read(frozen_project, "at_exit.json") == 0
+    assert _read(frozen_project, "session_end.json") > _interpreters_own() + 1000
+    assert _read(frozen_project, "at_exit.json") == _interpreters_own()
 
 
 def test_a_serial_run_freezes_nothing(
@@ -85,8 +100,8 @@ def test_a_serial_run_freezes_nothing(
 ) -> None:
     monkeypatch.delenv("PYTEST_CURRENT_TEST")
     frozen_project.run().assert_outcomes(passed=4)
-    assert _read(frozen_project, "worker-main.json") == 0
-    assert _read(frozen_project, "at_exit.json") == 0
+    assert _read(frozen_project, "worker-main.json") == _interpreters_own()
+    assert _read(frozen_project, "at_exit.json") == _interpreters_own()
 
 
 # An object that only a module's globals refer to, created before the workers fork (the
