@@ -488,7 +488,9 @@ def _summary(spec: Spec, results: dict[int, CaseResult], task_run: LoopRun) -> d
         "cases": len(spec.cases),
         "workers": record.workers if ran else 0,
         "wall_s": round(wall, 6),
-        "serial_s": round(serial, 6),
+        # The sum of the per-case figures as written, so that the report adds up (rounding
+        # the sum instead gave 0.000907 against the cases' 0.000906).
+        "serial_s": round(sum(round(r.seconds, 6) for r in ran), 6),
         "speedup": round(serial / wall, 3) if wall > 0 else None,
         "counts": {k: counts[k] for k in ORDER if counts[k]},
         "per_case": [
