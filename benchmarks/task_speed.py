@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.loops import _positive, machine_info, markdown_table, spin
+from benchmarks.loops import _csv, _positive, machine_info, markdown_table, spin
 
 WORKERS = 2
 TASKS = 60  # per run; 30 per worker
@@ -177,16 +177,6 @@ def row(name: str, n: int, runs: dict[str, list[list[float]]]) -> list[str]:
     ]
 
 
-def _kernels(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in KERNELS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown {', '.join(unknown) or 'empty list'}; choose from {','.join(KERNELS)}"
-        )
-    return names
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line. See the module docstring and benchmarks/README.md."""
     parser = argparse.ArgumentParser(
@@ -198,7 +188,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--kernels",
-        type=_kernels,
+        type=_csv(tuple(KERNELS)),
         default=list(KERNELS),
         metavar="K,...",
         help=f"kernels to run (default {','.join(KERNELS)})",

@@ -4,6 +4,7 @@ nested in another pytest session's test."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from plugin_support import Project
 
 
+@functools.cache
 def _interpreters_own() -> int:
     """What this Python keeps in the permanent generation by itself: 0, but a bare 3.12.1
     starts with 375 objects there and puts them back after ``gc.unfreeze``."""
