@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from . import _here, hookspecs
-from ._testing import _durations, _xdist_compat
+from ._testing import _durations, _watchdog, _xdist_compat
 from ._testing._settings import Settings, add_options, read_settings
 
 # The engine, the loop API and the locks (filelock) are imported when a run or a test uses
@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     settings = read_settings(config)
     config.stash[_UID] = uuid.uuid4().hex
+    _watchdog.install(config)
     if not _xdist_active(config):
         # Registered after xdist's own plugin (when installed), so these fixtures win.
         config.pluginmanager.register(_xdist_compat, "ploop-xdist-compat")

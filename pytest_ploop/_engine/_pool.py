@@ -287,6 +287,7 @@ class Run:
             info.pids = list(pids)
             info.restarts = self.workers.restarts.get(wid, 0)
         self._restore_signals()
+        self.workers.resume_threads()
         _worker.INHERITED.pop(self.job, None)
         for fd in (self._wake_r, self._wake_w):
             _worker.PARENT_FDS.discard(fd)

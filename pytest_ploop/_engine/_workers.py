@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from . import _shutdown, _threads, _transport, _worker
+from . import _forking, _shutdown, _threads, _transport, _worker
 from ._messages import SLOT_SIZE, Stop
 
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -114,6 +114,7 @@ class Workers:
         self.retired: list[WorkerHandle] = []  # told to stop, not yet joined (see retire)
         self.closed = False
         self._capped_here = False  # a library's threads capped in this process (_threads)
+        self._resume: list[Callable[[], None]] = []  # threads paused to fork (_forking)
 
     def get(self, index: int) -> WorkerHandle | None:
         """The live worker in slot ``index``, if any."""
@@ -140,6 +141,10 @@ class Workers:
             _worker.prepare_prctl()
             if self.threads and _threads.prepare(self.threads):
                 self._capped_here = True
+            for pause in list(_forking.BEFORE_FORK):
+                resume = pause()
+                if resume is not None:
+                    self._resume.append(resume)
         dump_path = os.path.join(self.dir, f"{wid}-{self.restarts.get(wid, 0)}.dump")
         config = _worker.WorkerConfig(
             worker_id=wid,
@@ -186,6 +191,12 @@ class Workers:
         for hook in self.on_start:
             hook(handle)
         return handle
+
+    def resume_threads(self) -> None:
+        """Resume the threads that hooks of ``_forking.BEFORE_FORK`` paused for the forks so
+        far, last paused first (a run calls it when it ends: the next fork pauses them again)."""
+        while self._resume:
+            self._resume.pop()()
 
     def discard(self, handle: WorkerHandle) -> None:
         """Forget a worker whose process has ended; count the restart its slot will need."""
@@ -236,6 +247,7 @@ class Workers:
         self.slots.clear()
         if self._capped_here:
             _threads.restore()
+        self.resume_threads()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def signal_stack_dump(self, handle: WorkerHandle, wait_s: float = 0.5) -> str:

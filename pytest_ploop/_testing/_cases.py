@@ -15,7 +15,6 @@ a failure propagate as pytest's own, so ``--pdb`` stops in the case.
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import hashlib
 import json
 import logging
@@ -25,7 +24,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections import Counter
@@ -43,6 +41,7 @@ from .._engine import _worker
 from .._engine._outcomes import add_note
 from .._errors import TaskFailure
 from .._parametrize import Spec
+from . import _watchdog
 from ._cases_dask import backend_fields, for_backend
 from ._cases_plugin import SELECTED_KEY, SUMMARY_KEY
 from ._cases_report import (
@@ -276,7 +275,7 @@ def run_item(item: pytest.Function, spec: Spec) -> None:
     task = _ItemTask(item, spec, call, xfails, capture)
     plan = _plan(item, spec, runnable)
     try:
-        with _watchdog_paused(item.config), _coverage_saved_by_workers():
+        with _watchdog.paused(), _coverage_saved_by_workers():
             task_run = _fanout.run(for_backend(task, plan), runnable, plan)
         results.update(_collect(task_run, runnable, directory))
     finally:
@@ -303,71 +302,6 @@ def _coverage_saved_by_workers() -> Iterator[None]:
 
 def _save_coverage_at_exit(config: _worker.WorkerConfig) -> None:
     _worker.BEFORE_EXIT.append(save_coverage)
-
-
-@contextlib.contextmanager
-def _watchdog_paused(config: pytest.Config) -> Iterator[None]:
-    """Pause pytest's ``faulthandler_timeout`` watchdog while the workers run.
-
-    The watchdog is a thread, alive during each test; forking next to it makes Python 3.12+
-    warn that the process is multi-threaded. The cases have their own ``timeout``. It is
-    armed again for the rest of the test (its teardown), on pytest's own stream when it can
-    be found (a private name of pytest's: there is no public one).
-    """
-    try:
-        timeout = float(config.getini("faulthandler_timeout") or 0)
-    except (ValueError, TypeError):  # the faulthandler plugin is disabled
-        timeout = 0.0
-    if timeout <= 0:
-        yield
-        return
-    before = _os_threads()
-    faulthandler.cancel_dump_traceback_later()
-    _wait_for_watchdog_exit(before)
-    try:
-        yield
-    finally:
-        fd: int | None = None
-        with contextlib.suppress(ImportError, KeyError):
-            from _pytest.faulthandler import fault_handler_stderr_fd_key
-
-            fd = config.stash[fault_handler_stderr_fd_key]
-        if fd is not None:
-            faulthandler.dump_traceback_later(timeout, file=fd)
-
-
-def _os_threads() -> set[str]:
-    """This process's threads, as the kernel counts them (empty where there is no /proc)."""
-    try:
-        return set(os.listdir("/proc/self/task"))
-    except OSError:
-        return set()
-
-
-def _wait_for_watchdog_exit(before: set[str], wait_s: float = 0.2) -> None:
-    """Wait until the cancelled watchdog thread has ended: until the threads left are the
-    Python threads (the watchdog is not one), or, where other native threads live on (a BLAS
-    pool), until some thread of ``before`` has gone and the rest stayed for 2 ms.
-
-    ``cancel_dump_traceback_later()`` returns once the watchdog thread has said it stops, a
-    moment before that thread has ended: right after it, the thread was still there in 280 of
-    2,000 tries here, and a fork in that moment made Python 3.12 warn all the same. A watchdog
-    cancelled just before (the previous test's) may still be ending too. Thread exits cannot
-    be waited on otherwise than by looking.
-    """
-    if len(before) < 2:
-        return  # this thread alone: no watchdog was running
-    deadline = time.monotonic() + wait_s
-    last, since = before, time.monotonic()
-    while time.monotonic() < deadline:
-        now = _os_threads()
-        if len(now) <= max(1, threading.active_count()):
-            return
-        if now != last:
-            last, since = now, time.monotonic()
-        elif not before <= now and time.monotonic() - since >= 0.002:
-            return
-        time.sleep(0.0002)
 
 
 def _call_of(item: pytest.Function, spec: Spec) -> _Call:

@@ -12,14 +12,14 @@ PAUSED = """
 import faulthandler
 import os
 
-from pytest_ploop._testing._cases import _watchdog_paused
+from pytest_ploop._testing._watchdog import paused
 
 
-def test_paused(pytestconfig):
+def test_paused():
     late = 0
     for _ in range(500):
         faulthandler.dump_traceback_later(60)  # as pytest arms it for each test
-        with _watchdog_paused(pytestconfig):
+        with paused():
             late += len(os.listdir("/proc/self/task")) > 1
     assert late == 0, f"the watchdog thread was still there in {late} of 500 pauses"
 """
