@@ -7,13 +7,17 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from _pytest._code.code import TerminalRepr  # no public name
+from _pytest._io import TerminalWriter
 
 _Impls = tuple[tuple[Callable[..., Any], tuple[str, ...]], ...]
 _DIRECT = pytest.StashKey[tuple[_Impls | None, _Impls | None]]()
+_LONGREPR = "ploop_longrepr"  # a report's longrepr object, pickled (see serialize_report)
 
 
 def _pytests_own(hook: Any) -> _Impls | None:
@@ -51,25 +55,57 @@ def _first_result(impls: _Impls, **kwargs: Any) -> Any:
 
 
 def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[str, Any]:
-    """The report as plain data (pytest's own serialization, as xdist uses)."""
+    """The report as plain data (pytest's own serialization, as xdist uses).
+
+    pytest keeps a failure's traceback as structured data, but turns any other kind of
+    ``longrepr`` (a doctest's failure, a missing fixture's error, a plugin's own
+    ``repr_failure``) into its text. The summary line of a text shows the whole text, where
+    the object showed none, so such an object also travels pickled; one that cannot be
+    pickled arrives as an object that prints its text.
+    """
     impls = _direct(config)[0]
+    data: dict[str, Any]
     if impls is not None:
-        direct: dict[str, Any] = _first_result(impls, config=config, report=report)
-        return direct
-    data: dict[str, Any] = config.hook.pytest_report_to_serializable(config=config, report=report)
+        data = _first_result(impls, config=config, report=report)
+    else:
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    longrepr = report.longrepr
+    if isinstance(data.get("longrepr"), str) and not isinstance(longrepr, str):
+        try:
+            data[_LONGREPR] = pickle.dumps(longrepr)
+        except Exception:  # its text, as pytest sends it, but not as a text
+            data[_LONGREPR] = b""
     return data
 
 
 def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
     """The report back from :func:`serialize_report`."""
+    pickled = data.pop(_LONGREPR, None)
     impls = _direct(config)[1]
+    report: pytest.TestReport
     if impls is not None:
-        direct: pytest.TestReport = _first_result(impls, config=config, data=data)
-        return direct
-    report: pytest.TestReport = config.hook.pytest_report_from_serializable(
-        config=config, data=data
-    )
+        report = _first_result(impls, config=config, data=data)
+    else:
+        report = config.hook.pytest_report_from_serializable(config=config, data=data)
+    text = report.longrepr
+    if pickled is not None and isinstance(text, str):
+        try:
+            report.longrepr = pickle.loads(pickled) if pickled else _ReprText(text)
+        except Exception:  # its class is gone here
+            report.longrepr = _ReprText(text)
     return report
+
+
+@dataclass(eq=False)
+class _ReprText(TerminalRepr):
+    """A report's ``longrepr`` object that reached the main process as its text only: it
+    prints that text, and, as the object did, adds nothing to the summary line."""
+
+    text: str
+
+    def toterminal(self, tw: TerminalWriter) -> None:
+        for line in self.text.split("\n"):
+            tw.line(line)
 
 
 def serialize_warning(message: warnings.WarningMessage) -> dict[str, Any]:

@@ -296,3 +296,82 @@ def test_a_test_using_the_terminal_reporter_in_a_worker(project: Project) -> Non
     # there); what plugins and tests read of the reporter is still there.
     project.pytester.makepyfile(test_reporter=READS_THE_REPORTER)
     project.run("--ploop-workers=2").assert_outcomes(passed=1)
+
+
+TEXT_FAILURES = '''
+import threading
+
+import pytest
+from _pytest._code.code import TerminalRepr
+
+
+def add(a, b):
+    """
+    >>> add(1, 2)
+    4
+    """
+    return a + b
+
+
+def test_missing_fixture(no_such_fixture):
+    pass
+
+
+class LockedRepr(TerminalRepr):
+    def __init__(self):
+        self.lock = threading.Lock()  # cannot be pickled
+
+    def toterminal(self, tw):
+        tw.line("a failure of its own kind")
+
+
+class Item(pytest.Item):
+    def runtest(self):
+        raise ValueError("own item failed")
+
+    def repr_failure(self, excinfo):
+        return LockedRepr()
+'''
+
+OWN_ITEMS_CONFTEST = """
+import pytest
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".own":
+        return OwnFile.from_parent(parent, path=file_path)
+
+
+class OwnFile(pytest.File):
+    def collect(self):
+        from test_text import Item
+
+        yield Item.from_parent(self, name="own")
+"""
+
+
+def test_failures_that_pytest_sends_as_text_read_as_in_a_serial_run(project: Project) -> None:
+    # pytest serializes a doctest's failure and a missing fixture's error as their text, and
+    # prints a text's whole first line in the short summary, which it does not for the
+    # objects: with -vv (or on CI) the whole text. The objects travel pickled.
+    project.pytester.makepyfile(test_text=TEXT_FAILURES)
+    project.pytester.makeconftest(OWN_ITEMS_CONFTEST)
+    project.pytester.makefile(".own", item="")
+    args = ("--doctest-modules", "-rA", "-vv", "-p", "no:randomly")
+    serial = project.run(*args)
+    parallel = project.run(*args, "--ploop-workers=2")
+    assert outcomes(serial) == {"failed": 2, "errors": 1}
+    assert outcomes(parallel) == outcomes(serial)
+    assert sorted(short_summary(parallel)) == sorted(short_summary(serial))
+    assert "ERROR test_text.py::test_missing_fixture" in short_summary(serial)
+    assert "FAILED test_text.py::test_text.add" in short_summary(serial)
+
+    def sections(result: pytest.RunResult) -> list[str]:
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "= ERRORS =" in line)
+        end = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+        return lines[start:end]
+
+    # The failure that cannot be pickled comes as pytest sends it, its text; the others as
+    # in the serial run, line for line.
+    assert sections(parallel) == sections(serial)
