@@ -86,7 +86,12 @@ class ParallelSession:
         self._failed: set[int] = set()  # positions of the tests that had a failed report
         self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
         self._froze = False
+        self._junit = _JunitOrder(config)  # --junitxml's cases in the serial order
         _check_given_run_dir()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._junit.note(report)
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -104,7 +109,10 @@ class ParallelSession:
             raise session.Interrupted(f"{n} error{'s' if n != 1 else ''} during collection")
         if session.config.option.collectonly or not session.items:
             return True
-        self._run(session)
+        try:
+            self._run(session)
+        finally:
+            self._junit.sort(session.items)
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
@@ -480,3 +488,44 @@ def _basetemp(config: pytest.Config) -> Path | None:
         return None
     path: Path = factory.getbasetemp()
     return path
+
+
+class _JunitOrder:
+    """Puts ``--junitxml``'s test cases in the order a serial run writes them, the order of
+    ``session.items``, rather than the order they finished in.
+
+    pytest's junitxml plugin lists a test's case when the test's first report arrives, and
+    keeps nothing of a finished case but its XML; so each new case is noted with the node
+    id of the report that made it (this hook runs after the plugin's), and the list is
+    sorted when the run ends, before the plugin writes the file. Collection errors, reported
+    before any test, stay first."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.cases: list[Any] | None = None
+        self.looked = False  # for the plugin's list, at the first report
+        self.seen = 0
+        self.nodeid_of: dict[int, str] = {}  # id() of a case -> its test's node id
+
+    def note(self, report: pytest.TestReport) -> None:
+        """After the junitxml plugin saw ``report``: name the cases it added for it."""
+        if not self.looked:
+            self.looked = True
+            with contextlib.suppress(ImportError):
+                from _pytest.junitxml import xml_key  # no public name
+
+                xml = self.config.stash.get(xml_key, None)
+                cases = getattr(xml, "node_reporters_ordered", None)
+                self.cases = cases if isinstance(cases, list) else None
+        if self.cases is None:
+            return
+        for case in self.cases[self.seen :]:
+            self.nodeid_of[id(case)] = report.nodeid
+        self.seen = len(self.cases)
+
+    def sort(self, items: list[pytest.Item]) -> None:
+        if self.cases is None:
+            return
+        position = {item.nodeid: i for i, item in enumerate(items)}
+        nodeid_of = self.nodeid_of
+        self.cases.sort(key=lambda case: position.get(nodeid_of.get(id(case), ""), -1))

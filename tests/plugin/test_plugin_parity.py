@@ -4,6 +4,8 @@ lines, junit XML, durations, warnings, captured output, plugins switched off."""
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from plugin_support import Project, junit_cases, outcomes, ploop_lines, short_summary
@@ -155,6 +157,15 @@ def test_junitxml_matches_serial(mixed: Project) -> None:
     serial, parallel = junit_cases(serial_xml), junit_cases(parallel_xml)
     assert sum(serial.values()) == 22
     assert parallel == serial
+    # In the order of the serial run, not the order the tests finished in.
+    assert junit_order(parallel_xml) == junit_order(serial_xml)
+
+
+def junit_order(path: Path) -> list[tuple[str, str]]:
+    return [
+        (case.get("classname", ""), case.get("name", ""))
+        for case in ET.parse(path).getroot().iter("testcase")
+    ]
 
 
 def test_verbose_lines_match_serial(mixed: Project) -> None:
