@@ -3,6 +3,7 @@ finished (their worker crashed or hung)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import warnings
@@ -18,6 +19,7 @@ from _pytest._io import TerminalWriter
 _Impls = tuple[tuple[Callable[..., Any], tuple[str, ...]], ...]
 _DIRECT = pytest.StashKey[tuple[_Impls | None, _Impls | None]]()
 _LONGREPR = "ploop_longrepr"  # a report's longrepr object, pickled (see serialize_report)
+_SUBTESTS_FAILED = "ploop_subtests_failed"  # the worker's count (see _failed_subtests)
 
 
 def _pytests_own(hook: Any) -> _Impls | None:
@@ -69,6 +71,10 @@ def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[s
         data = _first_result(impls, config=config, report=report)
     else:
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    if report.when == "call" and not hasattr(report, "context"):  # not a subtest's own
+        counts = _failed_subtests(config)
+        if counts and counts.get(report.id):
+            data[_SUBTESTS_FAILED] = counts[report.id]
     longrepr = report.longrepr
     if isinstance(data.get("longrepr"), str) and not isinstance(longrepr, str):
         try:
@@ -81,12 +87,18 @@ def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[s
 def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.TestReport:
     """The report back from :func:`serialize_report`."""
     pickled = data.pop(_LONGREPR, None)
+    subtests_failed = data.pop(_SUBTESTS_FAILED, 0)
     impls = _direct(config)[1]
     report: pytest.TestReport
     if impls is not None:
         report = _first_result(impls, config=config, data=data)
     else:
         report = config.hook.pytest_report_from_serializable(config=config, data=data)
+    _subtest_values_as_sent(report, data)
+    if subtests_failed:
+        counts = _failed_subtests(config)
+        if counts is not None:
+            counts[report.id] = subtests_failed
     text = report.longrepr
     if pickled is not None and isinstance(text, str):
         try:
@@ -94,6 +106,30 @@ def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.Te
         except Exception:  # its class is gone here
             report.longrepr = _ReprText(text)
     return report
+
+
+def _failed_subtests(config: pytest.Config) -> Any:
+    """pytest's count of failed subtests by test, in this process (``None`` before pytest 9).
+
+    pytest counts them where a ``subtests`` fixture's subtest ran, and, when the test's own
+    report is logged, reports a test that passed but holds failed subtests as failed
+    ("contains 1 failed subtest"). A worker's count travels with the test's call report."""
+    try:
+        from _pytest.subtests import failed_subtests_key  # no public name
+    except ImportError:
+        return None
+    return config.stash.get(failed_subtests_key, None)
+
+
+def _subtest_values_as_sent(report: pytest.TestReport, data: dict[str, Any]) -> None:
+    """A subtest's values (``subTest(i=1)``) as the worker's report had them. pytest turns
+    them into their ``repr`` when a report is made, and again when one is read back from
+    plain data, so a serial ``(i=1)`` would read ``(i='1')``."""
+    sent = data.get("_subtest.context")
+    context = getattr(report, "context", None)
+    if isinstance(sent, dict) and isinstance(sent.get("kwargs"), dict) and context is not None:
+        with contextlib.suppress(AttributeError, TypeError):
+            object.__setattr__(context, "kwargs", dict(sent["kwargs"]))
 
 
 @dataclass(eq=False)

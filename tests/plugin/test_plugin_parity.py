@@ -386,3 +386,47 @@ def test_failures_that_pytest_sends_as_text_read_as_in_a_serial_run(project: Pro
     # The failure that cannot be pickled comes as pytest sends it, its text; the others as
     # in the serial run, line for line.
     assert sections(parallel) == sections(serial)
+
+
+SUBTESTS = """
+import unittest
+
+
+class T(unittest.TestCase):
+    def test_sub(self):
+        for i in range(3):
+            with self.subTest(i=i, name="x"):
+                self.assertTrue(i != 1)
+
+
+def test_fixture(subtests):
+    for i in range(2):
+        with subtests.test(msg="m", i=i):
+            assert i == 0
+"""
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="subtests are pytest 9's")
+def test_subtests_read_and_count_as_in_a_serial_run(project: Project) -> None:
+    # pytest writes a subtest's values as their repr when it makes the report, and again
+    # when it reads one back from plain data: (i=1) became (i='1'). And it fails a test
+    # whose subtests (of the fixture) failed from a count kept where they ran: the worker.
+    project.pytester.makepyfile(test_sub=SUBTESTS)
+    serial = project.run("-rA", "-p", "no:randomly")
+    parallel = project.run("-rA", "-p", "no:randomly", "--ploop-workers=2")
+    assert outcomes(serial) == {"failed": 3, "passed": 1}
+    assert outcomes(parallel) == outcomes(serial)
+
+    def summary(result: pytest.RunResult) -> list[str]:
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+        return sorted(line for line in lines[start + 1 :] if "test_sub.py" in line)
+
+    assert summary(serial) == [
+        "FAILED test_sub.py::test_fixture - contains 1 failed subtest",
+        "PASSED test_sub.py::T::test_sub",
+        "SUBFAILED(i=1, name='x') test_sub.py::T::test_sub - AssertionError: False is ...",
+        "SUBFAILED[m] (i=1) test_sub.py::test_fixture - assert 1 == 0",
+    ]
+    assert summary(parallel) == summary(serial)
+    assert "i='1'" not in parallel.stdout.str()
