@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -229,39 +230,51 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
 
 
 def _own_capture(config: pytest.Config, worker_id: str) -> None:
-    # The global capture's temporary files were opened by the main process and are shared
-    # with every fork: workers reading and truncating them would take each other's output.
-    # Give this worker its own, without reading the shared ones.
+    """Give this worker's global capture files of its own, keeping its objects.
+
+    The capture's files were opened by the main process and are shared with every fork:
+    workers reading and truncating them would take each other's output. Its objects stay,
+    as in a serial run, where ``sys.stdout`` is one object for the whole session: code that
+    kept a reference to it at import (``from sys import stdout``, a logging handler made at
+    import) writes to the capture, not to a closed copy of the main process's.
+    """
     capman = config.pluginmanager.get_plugin("capturemanager")
-    if capman is None or getattr(capman, "_global_capturing", None) is None:
+    capturing = getattr(capman, "_global_capturing", None)
+    if capturing is None:
         return
-    capman._global_capturing.stop_capturing()
-    capman._global_capturing = None
-    capman.start_global_capturing()
     if config.getoption("capture", "fd") == "fd":
-        _capture_to_named_files(capman._global_capturing, worker_id)
+        _capture_to_files(capturing, worker_id)
+    else:  # sys, tee-sys: in-memory buffers, copied by the fork; empty this worker's copy
+        for stream in ("out", "err"):
+            buffer: Any = getattr(getattr(capturing, stream, None), "tmpfile", None)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                buffer.seek(0)
+                buffer.truncate()
 
 
-def _capture_to_named_files(capturing: Any, worker_id: str) -> None:
-    """Capture this worker's stdout and stderr (fd 1 and 2) in files of the run directory
-    rather than anonymous temporary files: if the worker dies in a test, the main process
-    reads the test's last output there for the crash report (``_reports.last_output``).
+def _capture_to_files(capturing: Any, worker_id: str) -> None:
+    """Point this worker's captured stdout and stderr (fd 1 and 2) at files of its own:
+    files of the run directory, named after the worker, where there is one (if the worker
+    dies in a test, the main process reads the test's last output there for the crash
+    report: ``_reports.last_output``), else anonymous temporary files.
 
     pytest truncates the files after each test phase, so they hold the running phase's
-    output. The capture keeps its file objects: their descriptors are pointed at the named
-    files (``dup2``), and so are fd 1 and 2, which the capture had pointed at the old ones.
+    output. The capture keeps its file objects: their descriptors are pointed at the new
+    files (``dup2``), and so are fd 1 and 2 while the capture is on.
     """
     run_dir = os.environ.get("PLOOP_RUN_DIR")
-    if not run_dir:
-        return
     for stream in ("out", "err"):
         capture: Any = getattr(capturing, stream, None)
         with contextlib.suppress(AttributeError, OSError, ValueError):
             tmp = capture.tmpfile.fileno()
-            path = output_file(run_dir, worker_id, os.getpid(), stream)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(fd, tmp)
-            os.close(fd)
+            if run_dir:
+                path = output_file(run_dir, worker_id, os.getpid(), stream)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, tmp)
+                os.close(fd)
+            else:
+                with tempfile.TemporaryFile() as file:
+                    os.dup2(file.fileno(), tmp)
             if capture._state == "started":
                 os.dup2(tmp, capture.targetfd)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from plugin_support import INI, Project, outcomes
 
 PRINTS = """
@@ -72,3 +73,51 @@ def test_coverage_of_a_parallel_run_equals_serial(project: Project) -> None:
     assert any(re.search(r"covered\.py\s+8\s+2\s+75%\s+6, 10$", line) for line in serial), serial
     assert report("--ploop-workers=2") == serial
     assert not list(project.path.glob(".coverage.*"))  # the workers' files were combined
+
+
+KEPT_STREAMS = """
+import logging
+import sys
+from sys import stderr, stdout
+
+import pytest
+
+HANDLER = logging.StreamHandler()  # holds sys.stderr as it is at import
+LOG = logging.getLogger("kept")
+LOG.addHandler(HANDLER)
+LOG.propagate = False
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_streams_kept_from_import(i):
+    assert sys.stdout is stdout and sys.stderr is stderr
+    stdout.write(f"stdout kept {i}\\n")
+    stderr.write(f"stderr kept {i}\\n")
+    LOG.warning("logged %d", i)
+    assert i % 2 == 0
+"""
+
+
+@pytest.mark.parametrize("capture", ["fd", "sys", "tee-sys"])
+def test_streams_kept_since_import_are_the_tests_capture(project: Project, capture: str) -> None:
+    # In a serial run sys.stdout is one object for the whole session: what a module kept of
+    # it at import (collection) is the capture each test reads. So in a worker.
+    project.pytester.makepyfile(test_kept=KEPT_STREAMS)
+    serial = project.run(f"--capture={capture}", "-p", "no:randomly")
+    parallel = project.run(f"--capture={capture}", "-p", "no:randomly", "--ploop-workers=2")
+    assert outcomes(serial) == {"passed": 2, "failed": 2}
+    assert outcomes(parallel) == outcomes(serial)
+
+    def counts(result: pytest.RunResult) -> list[int]:
+        # (tee-sys also writes the output as it comes, among the progress characters)
+        text = result.stdout.str() + result.stderr.str()
+        return [
+            text.count(f"{what} {i}")
+            for i in range(4)
+            for what in ("stdout kept", "stderr kept", "logged")
+        ]
+
+    assert counts(parallel) == counts(serial)
+    assert all(counts(parallel)[3:6])  # test 1 failed: its output is shown
+    text = parallel.stdout.str() + parallel.stderr.str()
+    assert "closed file" not in text and "Logging error" not in text
