@@ -26,7 +26,7 @@ import pytest
 
 from .. import _sync
 from .._engine import _worker
-from . import _memory
+from . import _depth, _memory
 from ._reports import output_file, serialize_report, serialize_warning
 
 
@@ -93,6 +93,11 @@ class TestRunner:
         self.max_tests: int | None = None
         self.max_rss: int | None = None
         self.tests_run = 0
+        # The calls that a test could make below pytest's run loop (measured in the main
+        # process, where pytest would call the tests from), and whether this worker gave
+        # back the frames that its fork left below its tests (see _depth).
+        self.room_at_loop: int | None = None
+        self.depth_given = False
 
     def __call__(self, task: int, next_task: int | None) -> int:
         group = self.groups[task]
@@ -104,6 +109,12 @@ class TestRunner:
             # hands this chunk and those queued here to other workers and forks a fresh one
             # in this slot. (A chunk's later tasks run here: its earlier ones would run twice.)
             _worker.leave()
+        if not self.depth_given:
+            # A serial run calls the protocol from pytest's run loop, with the room that the
+            # main process measured there; this call has less.
+            self.depth_given = True
+            if self.room_at_loop is not None:
+                _depth.give_back(self.room_at_loop - _depth.room())
         for k, index in enumerate(group):
             _worker.set_marker(k)
             item = self.items[index]

@@ -34,7 +34,7 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
-from . import _durations, _frozen, _memory
+from . import _depth, _durations, _frozen, _memory
 from ._remote import TestRunner
 from ._reports import (
     deserialize_report,
@@ -109,8 +109,9 @@ class ParallelSession:
             raise session.Interrupted(f"{n} error{'s' if n != 1 else ''} during collection")
         if session.config.option.collectonly or not session.items:
             return True
+        room = _depth.room()  # from pytest's run loop: what a serial run's tests have
         try:
-            self._run(session)
+            self._run(session, room)
         finally:
             self._junit.sort(session.items)
         if session.shouldfail:
@@ -119,7 +120,7 @@ class ParallelSession:
             raise session.Interrupted(session.shouldstop)
         return True
 
-    def _run(self, session: pytest.Session) -> None:
+    def _run(self, session: pytest.Session, room: int) -> None:
         items = session.items
         groups = make_groups(items, self.settings.dist)
         runner = TestRunner(
@@ -132,6 +133,7 @@ class ParallelSession:
         runner.has_serial = any(is_serial(item) for item in items)
         runner.max_tests = self.settings.max_tasks_per_worker
         runner.max_rss = self.settings.max_worker_rss
+        runner.room_at_loop = room
         self._items, self._done = items, set[int]()
         # Every worker holds its fan-out budget slot before its first test (see _cases_plugin):
         # imported here, once, rather than by each worker after the fork.
