@@ -86,6 +86,7 @@ class ParallelSession:
         self._failed: set[int] = set()  # positions of the tests that had a failed report
         self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
         self._froze = False
+        self._first_stop: str | bool | None = None  # see _keep_first_stop
         self._junit = _JunitOrder(config)  # --junitxml's cases in the serial order
         _check_given_run_dir()
 
@@ -264,6 +265,17 @@ class ParallelSession:
                 run.stop(reason)
             run.poll()
 
+    def _keep_first_stop(self, session: pytest.Session) -> None:
+        """-x and --maxfail: pytest words its stop ("stopping after 1 failures") at the
+        failure that reaches the limit, and again at each later one; a serial run stops
+        there, and the tests in flight here finish. Keep the first wording."""
+        if not session.shouldfail:
+            return
+        if self._first_stop is None:
+            self._first_stop = session.shouldfail
+        elif session.shouldfail != self._first_stop:
+            session.shouldfail = self._first_stop
+
     def _stop_reason(self, session: pytest.Session) -> str:
         if session.shouldfail:
             return str(session.shouldfail)
@@ -300,6 +312,7 @@ class ParallelSession:
             if report.failed:
                 self._failed.add(index)
             ihook.pytest_runtest_logreport(report=report)
+            self._keep_first_stop(item.session)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
         for data in warns:
             self.config.hook.pytest_warning_recorded.call_historic(

@@ -42,3 +42,35 @@ def test_the_run_stops_and_says_how_many_did_not_run(
     (line,) = [line for line in ploop_lines(result) if "not run" in line]
     assert line == (f"ploop: {TOTAL - ran} tests not run (stopping after {failures} failures)")
     assert len(project.events()) == ran  # what the log shows ran was reported
+
+
+BOTH_IN_FLIGHT = """
+import ploophelp
+
+
+def test_a():
+    ploophelp.flag("a")
+    ploophelp.wait_for("b")
+    assert False
+
+
+def test_b():
+    ploophelp.flag("b")
+    ploophelp.wait_for("a")
+    assert False
+
+
+def test_c():
+    pass
+"""
+
+
+def test_failures_in_flight_do_not_reword_the_stop(project: Project) -> None:
+    # -x stops at the first failure; a test in flight on the other worker then fails too.
+    # pytest words the stop again at each failure ("stopping after 2 failures"); a serial
+    # run says 1, and so does this one.
+    project.pytester.makepyfile(test_both=BOTH_IN_FLIGHT)
+    result = project.run("--ploop-workers=2", "-x", "-p", "no:randomly")
+    assert outcomes(result)["failed"] == 2
+    result.stdout.fnmatch_lines(["*! stopping after 1 failures !*"])
+    assert "stopping after 2 failures" not in result.stdout.str()
