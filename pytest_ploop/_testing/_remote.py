@@ -124,7 +124,16 @@ class TestRunner:
             collector.last_in_task = k + 1 == len(group)
             self.tests_run += 1
             with self._exclusive_if_serial(item):
-                item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                try:
+                    item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                except (KeyboardInterrupt, pytest.exit.Exception) as exc:
+                    # pytest.exit() or a KeyboardInterrupt in a test ends a serial session:
+                    # the main process stops the run and ends the session the same way. This
+                    # worker's session ends here too (its exit hooks tear fixtures down).
+                    peak = _memory.rss_peak()
+                    stop = session_stop(exc)
+                    _worker.emit((index, collector.reports, collector.warnings, peak, stop))
+                    _worker.leave()
             peak = _memory.rss_peak()
             _worker.emit((index, collector.reports, collector.warnings, peak))
         return len(group)
@@ -238,6 +247,19 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
     if reporter is not None and not isinstance(reporter, _QuietReporter):
         manager.unregister(reporter)
         manager.register(_QuietReporter(reporter), "terminalreporter")
+
+
+def session_stop(exc: BaseException) -> dict[str, Any]:
+    """What ends the session, as data: ``pytest.exit()``'s message and return code, or a
+    KeyboardInterrupt's place (``path:line: KeyboardInterrupt``, which pytest prints)."""
+    if isinstance(exc, pytest.exit.Exception):
+        return {"exit": exc.msg, "returncode": exc.returncode}
+    crash: tuple[str, int, str] | None = None
+    with contextlib.suppress(Exception):
+        where = pytest.ExceptionInfo.from_exception(exc).getrepr().reprcrash
+        if where is not None:
+            crash = (where.path, where.lineno, where.message)
+    return {"interrupt": crash}
 
 
 def _own_capture(config: pytest.Config, worker_id: str) -> None:

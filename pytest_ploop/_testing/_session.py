@@ -87,6 +87,8 @@ class ParallelSession:
         self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
         self._froze = False
         self._first_stop: str | bool | None = None  # see _keep_first_stop
+        # A test's pytest.exit() or KeyboardInterrupt (see _remote.session_stop)
+        self._session_stop: dict[str, Any] | None = None
         self._junit = _JunitOrder(config)  # --junitxml's cases in the serial order
         _check_given_run_dir()
 
@@ -180,6 +182,24 @@ class ParallelSession:
             signal.raise_signal(signal.SIGTERM)
         if run.interrupted is not None:
             raise KeyboardInterrupt
+        stop = self._session_stop
+        if stop is not None:  # a test's pytest.exit() or KeyboardInterrupt, as in serial
+            if "exit" in stop:
+                raise pytest.exit.Exception(stop["exit"], stop["returncode"])
+            raise KeyboardInterrupt
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """A test's KeyboardInterrupt: pytest's closing lines name the test's line, where the
+        interrupt was raised, as in a serial run (not this process's re-raise)."""
+        crash = (self._session_stop or {}).get("interrupt")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        memo: Any = getattr(reporter, "_keyboardinterrupt_memo", None)
+        if crash is not None and getattr(memo, "reprcrash", None) is not None:
+            from _pytest._code.code import ReprFileLocation  # no public name
+
+            with contextlib.suppress(Exception):
+                memo.reprcrash = ReprFileLocation(*crash)
 
     def _round(
         self,
@@ -277,6 +297,9 @@ class ParallelSession:
             session.shouldfail = self._first_stop
 
     def _stop_reason(self, session: pytest.Session) -> str:
+        stop = self._session_stop
+        if stop is not None:
+            return f"pytest.exit(): {stop['exit']}" if "exit" in stop else "KeyboardInterrupt"
         if session.shouldfail:
             return str(session.shouldfail)
         if session.shouldstop:
@@ -292,12 +315,14 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak, *stop) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
             if index in self._done:  # never report a test twice
                 continue
             self._replay(index, reports, warns)
             self._done.add(index)
+            if stop and self._session_stop is None:
+                self._session_stop = stop[0]
 
     def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
         item = self._items[index]

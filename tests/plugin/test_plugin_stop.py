@@ -74,3 +74,66 @@ def test_failures_in_flight_do_not_reword_the_stop(project: Project) -> None:
     assert outcomes(result)["failed"] == 2
     result.stdout.fnmatch_lines(["*! stopping after 1 failures !*"])
     assert "stopping after 2 failures" not in result.stdout.str()
+
+
+ENDS_THE_SESSION = """
+import pytest
+
+import ploophelp
+
+
+@pytest.fixture(scope="module")
+def resource():
+    yield
+    ploophelp.log("torn down")
+
+
+def test_ends(resource):
+    ploophelp.flag("ending")
+    ENDING
+
+
+def test_other():
+    ploophelp.wait_for("ending")
+
+
+def test_later(resource):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "lines"),
+    [
+        (
+            'pytest.exit("database is down", returncode=3)',
+            3,
+            ["*! _pytest.outcomes.Exit: database is down !*"],
+        ),
+        (
+            "raise KeyboardInterrupt",
+            pytest.ExitCode.INTERRUPTED,
+            ["*! KeyboardInterrupt !*", "*test_ends.py:14: KeyboardInterrupt"],
+        ),
+    ],
+    ids=["pytest.exit", "KeyboardInterrupt"],
+)
+def test_a_test_that_ends_the_session_ends_the_run(
+    project: Project, ending: str, code: int, lines: list[str]
+) -> None:
+    # As in a serial run: the session ends with the test's exit code and closing lines,
+    # and the module's fixtures are torn down. Tests in flight elsewhere finish; no other
+    # test starts, and none fails for the worker that ended.
+    project.pytester.makepyfile(test_ends=ENDS_THE_SESSION.replace("ENDING", ending))
+    serial = project.run("-p", "no:randomly")
+    assert serial.ret == code
+    serial.stdout.fnmatch_lines(lines)
+    project.clear_events()
+    result = project.run("--ploop-workers=2", "-p", "no:randomly")
+    assert result.ret == code
+    result.stdout.fnmatch_lines(lines)
+    counts = outcomes(result)
+    assert counts.get("failed", 0) == 0 and counts.get("errors", 0) == 0, counts
+    assert counts.get("passed", 0) <= 1  # test_other, in flight on the other worker
+    assert [e.fields for e in project.events()] == [("torn down",)]
+    assert "internal error" not in result.stdout.str()
