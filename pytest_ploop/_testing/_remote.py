@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -98,6 +99,7 @@ class TestRunner:
         # back the frames that its fork left below its tests (see _depth).
         self.room_at_loop: int | None = None
         self.depth_given = False
+        self.sigint: Any = None  # the main process's SIGINT handler before the run
 
     def __call__(self, task: int, next_task: int | None) -> int:
         group = self.groups[task]
@@ -179,6 +181,12 @@ class TestRunner:
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
         _own_capture(config, wconfig.worker_id)
+        # The engine's worker ignores Ctrl-C (the main process decides what it means; in a
+        # process group of its own, a worker gets no terminal's Ctrl-C anyway). A test sees
+        # the handler a serial run's test sees: what the main process had before the run.
+        if self.sigint is not None:
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signal.SIGINT, self.sigint)
         if self.basetemp is not None:
             _own_basetemp(config, self.basetemp / wconfig.worker_id)
         if self.has_serial:

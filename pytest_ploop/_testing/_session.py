@@ -137,6 +137,7 @@ class ParallelSession:
         runner.max_tests = self.settings.max_tasks_per_worker
         runner.max_rss = self.settings.max_worker_rss
         runner.room_at_loop = room
+        runner.sigint = signal.getsignal(signal.SIGINT)  # before the run installs its own
         self._items, self._done = items, set[int]()
         # Every worker holds its fan-out budget slot before its first test (see _cases_plugin):
         # imported here, once, rather than by each worker after the fork.

@@ -137,3 +137,28 @@ def test_a_test_that_ends_the_session_ends_the_run(
     assert counts.get("passed", 0) <= 1  # test_other, in flight on the other worker
     assert [e.fields for e in project.events()] == [("torn down",)]
     assert "internal error" not in result.stdout.str()
+
+
+SIGINT_IN_A_TEST = """
+import signal
+
+import pytest
+
+
+def test_handler():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_raises():
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+"""
+
+
+def test_a_test_sees_the_sigint_handler_of_a_serial_run(project: Project) -> None:
+    # A worker ignores SIGINT while it sets up (the main process decides what Ctrl-C means);
+    # the tests get Python's handler back, as in a serial run (code under test that raises
+    # SIGINT to check its own KeyboardInterrupt handling).
+    project.pytester.makepyfile(test_sigint=SIGINT_IN_A_TEST)
+    project.run().assert_outcomes(passed=2)
+    project.run("--ploop-workers=2").assert_outcomes(passed=2)
