@@ -6,45 +6,46 @@ them saw another world in a parallel run than in a serial one. Hypothesis, for o
 ``gc.get_referrers`` that a ``random.Random`` handed to ``register_random`` is referenced; trio
 registers its module-level one when Hypothesis is first imported, and that warning (an error
 under ``-W error``) broke jinja2's suite at the end of a parallel run. While the session is
-frozen, both functions give the objects back to the collector first (``gc.unfreeze``, in the
-calling process only: a worker's freeze is its own) and then answer as they would have.
+frozen, a call of either function first gives the objects back to the collector
+(``gc.unfreeze``, in the calling process only: a worker's freeze is its own), and then
+answers as it would have.
+
+The thaw happens in an audit hook (``sys.addaudithook``: both functions raise an audit event
+before they look), not in a stand-in for them: a call of a Python function from a running
+generator or coroutine lets the collector see that frame's variables (Python 3.11+), so a
+stand-in made the caller a referrer of its own locals, which the built-in call does not
+(anyio's suite checks for reference cycles that way). The hook stays for the life of the
+process; past the thaw it costs one comparison per audited event.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
-from collections.abc import Callable
+import sys
 from typing import Any
 
-# gc's own functions while ours stand in for them: name -> the original.
-_ORIGINALS: dict[str, Callable[..., Any]] = {}
-_INTROSPECTION = ("get_referrers", "get_objects")
+_EVENTS = frozenset({"gc.get_referrers", "gc.get_objects"})
+_frozen = False  # this process froze the session and nothing has thawed it yet
+_hooked = False  # the audit hook is in place (it cannot be taken out)
 
 
 def freeze() -> None:
     """``gc.freeze()``, with ``gc.get_referrers`` and ``gc.get_objects`` thawing first."""
+    global _frozen, _hooked
     gc.freeze()
-    if _ORIGINALS:
-        return
-    for name in _INTROSPECTION:
-        original = getattr(gc, name)
-        _ORIGINALS[name] = original
-        setattr(gc, name, _thawing_first(original))
+    _frozen = True
+    if not _hooked:
+        sys.addaudithook(_thaw_before_looking)
+        _hooked = True
 
 
 def thaw() -> None:
-    """Give every frozen object back to the collector and put gc's functions back."""
+    """Give every frozen object back to the collector."""
+    global _frozen
+    _frozen = False
     gc.unfreeze()
-    for name, original in _ORIGINALS.items():
-        setattr(gc, name, original)
-    _ORIGINALS.clear()
 
 
-def _thawing_first(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def call(*args: Any, **kwargs: Any) -> Any:
+def _thaw_before_looking(event: str, args: tuple[Any, ...]) -> None:
+    if _frozen and event in _EVENTS:
         thaw()
-        return original(*args, **kwargs)
-
-    return call
