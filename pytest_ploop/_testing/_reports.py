@@ -20,6 +20,7 @@ _Impls = tuple[tuple[Callable[..., Any], tuple[str, ...]], ...]
 _DIRECT = pytest.StashKey[tuple[_Impls | None, _Impls | None]]()
 _LONGREPR = "ploop_longrepr"  # a report's longrepr object, pickled (see serialize_report)
 _SUBTESTS_FAILED = "ploop_subtests_failed"  # the worker's count (see _failed_subtests)
+_SUBTESTS_KEY: Any = None  # pytest's stash key of that count; False before pytest 9
 
 
 def _pytests_own(hook: Any) -> _Impls | None:
@@ -114,11 +115,15 @@ def _failed_subtests(config: pytest.Config) -> Any:
     pytest counts them where a ``subtests`` fixture's subtest ran, and, when the test's own
     report is logged, reports a test that passed but holds failed subtests as failed
     ("contains 1 failed subtest"). A worker's count travels with the test's call report."""
-    try:
-        from _pytest.subtests import failed_subtests_key  # no public name
-    except ImportError:
-        return None
-    return config.stash.get(failed_subtests_key, None)
+    global _SUBTESTS_KEY
+    if _SUBTESTS_KEY is None:
+        try:
+            from _pytest.subtests import failed_subtests_key  # no public name
+        except ImportError:
+            _SUBTESTS_KEY = False
+        else:
+            _SUBTESTS_KEY = failed_subtests_key
+    return config.stash.get(_SUBTESTS_KEY, None) if _SUBTESTS_KEY is not False else None
 
 
 def _subtest_values_as_sent(report: pytest.TestReport, data: dict[str, Any]) -> None:
