@@ -125,19 +125,18 @@ class TestRunner:
             collector.reports, collector.warnings = [], []
             collector.last_in_task = k + 1 == len(group)
             self.tests_run += 1
+            stop = None
             with self._exclusive_if_serial(item):
                 try:
                     item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
                 except (KeyboardInterrupt, pytest.exit.Exception) as exc:
                     # pytest.exit() or a KeyboardInterrupt in a test ends a serial session:
-                    # the main process stops the run and ends the session the same way. This
-                    # worker's session ends here too (its exit hooks tear fixtures down).
-                    peak = _memory.rss_peak()
+                    # the main process stops the run and ends the session the same way.
                     stop = session_stop(exc)
-                    _worker.emit((index, collector.reports, collector.warnings, peak, stop))
-                    _worker.leave()
             peak = _memory.rss_peak()
-            _worker.emit((index, collector.reports, collector.warnings, peak))
+            _worker.emit((index, collector.reports, collector.warnings, peak, stop))
+            if stop is not None:
+                _worker.leave()  # this worker's session ends too: exit hooks tear down
         return len(group)
 
     def _retire(self) -> bool:

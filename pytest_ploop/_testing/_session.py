@@ -316,14 +316,14 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak, *stop) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak, stop) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
             if index in self._done:  # never report a test twice
                 continue
             self._replay(index, reports, warns)
             self._done.add(index)
-            if stop and self._session_stop is None:
-                self._session_stop = stop[0]
+            if stop is not None and self._session_stop is None:
+                self._session_stop = stop
 
     def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
         item = self._items[index]
