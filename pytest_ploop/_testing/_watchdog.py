@@ -59,22 +59,27 @@ def install(config: pytest.Config) -> None:
 
 class _Follower:
     """Knows, around each test, whether pytest armed its watchdog (the faulthandler plugin's
-    own wrapper is the innermost one: it arms the watchdog inside this one)."""
+    own wrapper is the innermost one: it arms the watchdog inside this one). How pytest arms
+    it is the same for every test of a session: read at the first."""
+
+    def __init__(self) -> None:
+        self.arming: tuple[float, bool, int | None] | None = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
         global _armed
-        outer, _armed = _armed, _arming(item.config)
+        if self.arming is None:
+            self.arming = _arming(item.config)
+        outer, _armed = _armed, _Armed(*self.arming)
         try:
             return (yield)
         finally:
             _armed = outer
 
 
-def _arming(config: pytest.Config) -> _Armed | None:
-    timeout = timeout_of(config)
-    if timeout <= 0:
-        return None
+def _arming(config: pytest.Config) -> tuple[float, bool, int | None]:
+    """The timeout, whether to exit on it, and pytest's stream for the dump (``None``: not
+    found, and then not armed again after a pause)."""
     exit_ = False
     with contextlib.suppress(ValueError):  # pytest before 9 has no such setting
         exit_ = bool(config.getini("faulthandler_exit_on_timeout"))
@@ -83,7 +88,7 @@ def _arming(config: pytest.Config) -> _Armed | None:
         from _pytest.faulthandler import fault_handler_stderr_fd_key  # no public name
 
         fd = config.stash[fault_handler_stderr_fd_key]
-    return _Armed(timeout, exit_, fd)
+    return timeout_of(config), exit_, fd
 
 
 def pause() -> Callable[[], None] | None:
