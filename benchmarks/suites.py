@@ -34,6 +34,13 @@ exit 0 with exactly the suite's number of passed tests; otherwise its row shows 
 For the skewed suite every timed run gets a fresh copy of the suite directory, is run once
 untimed and then timed, so neither the recorded durations nor anything else in
 ``.pytest_cache`` passes from one runner to another.
+
+The sleep and skewed suites have an ideal bound (their longest test, or their total test
+time over the workers). Both are also run, by ploop and serially, with empty test bodies:
+what start-up, collection and reporting cost. The notes print the bound and those walls,
+and the targets against xdist on these suites print their floor: the bound plus the serial
+run of the empty bodies, as a ratio of xdist's wall. A pytest run cannot do much better; a
+target below it is out of reach in that run, whatever the runner does.
 """
 
 from __future__ import annotations
@@ -76,7 +83,11 @@ SKEWED_WORKERS = 8
 
 RUNNER_KEYS = ("serial", "xdist", "ploop")
 SUITE_NAMES = ("trivial", "sleep", "cpu", "skewed")
-STARTUP = "ploop-startup"  # internal runner: ploop on the skewed suite with empty test bodies
+# Internal runners, on a suite's tests with empty bodies: what start-up, collection and
+# reporting cost, for ploop and for plain pytest. Their walls are not in the table.
+STARTUP = "ploop-startup"
+SERIAL_STARTUP = "serial-startup"
+INTERNAL = {STARTUP: "ploop", SERIAL_STARTUP: "serial"}  # internal runner -> its runner
 RUN_TIMEOUT = 600.0  # seconds; a hung run is killed and reported as an error
 
 # Variables that would change what the runs do: a ploop or pytest default taken from the
@@ -139,7 +150,8 @@ class Suite:
     ``files`` maps a path relative to the suite's directory to its text. ``passed`` is the
     number of passed tests a correct run reports. ``second_run`` (skewed) times the second
     run of a fresh copy, with the cache plugin on. ``ideal`` is the ideal bound
-    max(longest test, total / workers), for the suites that report it.
+    max(longest test, total / workers), for the suites that report it; ``empty`` is then
+    the same suite with empty test bodies, whose ploop run measures the start-up.
     """
 
     name: str
@@ -149,6 +161,7 @@ class Suite:
     xdist_dists: tuple[str, ...] = ("load",)
     second_run: bool = False
     ideal: float | None = None
+    empty: dict[str, str] | None = None
 
 
 def _parametrized(name: str, tests: int, body: str) -> str:
@@ -170,11 +183,21 @@ def _trivial_suite() -> Suite:
     return Suite("trivial", TRIVIAL_WORKERS, TRIVIAL_TESTS, files)
 
 
+def _sleep_text(scale: float) -> str:
+    """The sleep suite's module; ``scale=0`` gives the same tests with empty bodies."""
+    body = f"time.sleep({SLEEP_SECONDS} * SCALE)"
+    head = f"import time\n\nimport pytest\n\nSCALE = {scale}\n"
+    return head + _parametrized("sleep", SLEEP_TESTS, body)
+
+
 def _sleep_suite() -> Suite:
-    body = f"time.sleep({SLEEP_SECONDS})"
-    text = "import time\n\nimport pytest\n" + _parametrized("sleep", SLEEP_TESTS, body)
-    files = {"pytest.ini": _INI, "test_sleep.py": text}
-    return Suite("sleep", SLEEP_WORKERS, SLEEP_TESTS, files, xdist_dists=("load", "worksteal"))
+    # Sleeping tests of one length: the ideal bound is their total over the workers.
+    ideal = SLEEP_TESTS * SLEEP_SECONDS / SLEEP_WORKERS
+    files = {"pytest.ini": _INI, "test_sleep.py": _sleep_text(1.0)}
+    empty = {"pytest.ini": _INI, "test_sleep.py": _sleep_text(0.0)}
+    return Suite(
+        "sleep", SLEEP_WORKERS, SLEEP_TESTS, files, ("load", "worksteal"), ideal=ideal, empty=empty
+    )
 
 
 def _cpu_suite(info: dict[str, Any]) -> Suite:
@@ -207,17 +230,25 @@ def _skewed_suite() -> Suite:
     total = SKEWED_SHORT_TESTS * SKEWED_SHORT_SECONDS + SKEWED_LONG_TESTS * SKEWED_LONG_SECONDS
     ideal = max(SKEWED_LONG_SECONDS, total / SKEWED_WORKERS)
     files = {"pytest.ini": _INI, "test_skewed.py": _skewed_text(1.0)}
+    empty = {"pytest.ini": _INI, "test_skewed.py": _skewed_text(0.0)}
     tests = SKEWED_SHORT_TESTS + SKEWED_LONG_TESTS
     return Suite(
-        "skewed", SKEWED_WORKERS, tests, files, ("load", "worksteal"), second_run=True, ideal=ideal
+        "skewed",
+        SKEWED_WORKERS,
+        tests,
+        files,
+        ("load", "worksteal"),
+        second_run=True,
+        ideal=ideal,
+        empty=empty,
     )
 
 
-def _startup_suite() -> Suite:
-    """The skewed suite with empty test bodies: what ploop's start-up and reporting cost."""
-    skewed = _skewed_suite()
-    files = {"pytest.ini": _INI, "test_skewed.py": _skewed_text(0.0)}
-    return Suite(STARTUP, skewed.workers, skewed.passed, files, second_run=True)
+def _startup_suite(suite: Suite) -> Suite:
+    """``suite`` with empty test bodies: what start-up and reporting cost on it."""
+    assert suite.empty is not None
+    name = f"{suite.name}-empty"  # its own directory
+    return Suite(name, suite.workers, suite.passed, suite.empty, second_run=suite.second_run)
 
 
 def build_suite(name: str, info: dict[str, Any]) -> Suite:
@@ -265,6 +296,8 @@ def variants(runner: str, suite: Suite) -> list[Variant]:
 
 def runner_label(runner: str, suite: Suite, best: str = "") -> str:
     """The table's name for ``runner`` on ``suite``; ``best`` is xdist's winning --dist."""
+    if runner in INTERNAL:
+        return f"{runner_label(INTERNAL[runner], suite)}, empty test bodies"
     if runner == "serial":
         return "pytest (serial)"
     if runner == "ploop":
@@ -396,11 +429,14 @@ def _jobs(suite: Suite, runners: Sequence[str], root: Path) -> list[Job]:
         for runner in runners
         for v in variants(runner, suite)
     ]
-    if suite.ideal is not None and "ploop" in runners:
-        startup = _startup_suite()
-        args = variants("ploop", startup)[0].args
-        result = Result(suite.name, STARTUP, "")
-        jobs.append((startup, write_suite(startup, root), Variant(STARTUP, "", args), result))
+    if suite.ideal is not None:
+        startup = _startup_suite(suite)
+        directory = write_suite(startup, root)
+        for internal, runner in INTERNAL.items():
+            if runner in runners:
+                args = variants(runner, startup)[0].args
+                result = Result(suite.name, internal, "")
+                jobs.append((startup, directory, Variant(internal, "", args), result))
     return jobs
 
 
@@ -423,7 +459,7 @@ def measure_suite(
     """
     jobs = _jobs(suite, runners, root)
     for _, _, variant, res in jobs:
-        runner = "ploop" if variant.runner == STARTUP else variant.runner
+        runner = INTERNAL.get(variant.runner, variant.runner)
         if runner in missing:
             res.status, res.detail = "not installed", missing[runner]
     for directory in {job[1] for job in jobs}:
@@ -552,11 +588,14 @@ GOALS = (
 @dataclass(frozen=True)
 class Target:
     """A goal checked in this run. ``measured`` is None, with the reason in ``why``, when a
-    side was not measured."""
+    side was not measured. ``floor`` is, for a goal against xdist on a suite with an ideal
+    bound, that bound plus what plain pytest spends on the suite besides the test bodies
+    (its serial run of the same tests with empty bodies), over xdist's wall."""
 
     goal: Goal
     measured: float | None
     why: str = ""
+    floor: float | None = None
 
     @property
     def met(self) -> bool | None:
@@ -578,7 +617,7 @@ def _missing(figs: Figures, suite: str, runners: Sequence[str]) -> str:
     for runner in runners:
         fig = figs.get((suite, runner))
         if fig is None:
-            return f"runner {'ploop' if runner == STARTUP else runner} not selected"
+            return f"runner {INTERNAL.get(runner, runner)} not selected"
         if fig.wall is None:
             return f"{fig.label}: {fig.status}; see the table"
     return ""
@@ -597,6 +636,14 @@ def _measure(goal: Goal, figs: Figures, ideal: float | None) -> float | None:
     return ploop.vs_xdist if goal.figure == "vs_xdist" else ploop.vs_serial
 
 
+def floor(figs: Figures, suite: str, ideal: float | None) -> float | None:
+    """The suite's ideal bound plus plain pytest's start-up, in seconds, when both exist."""
+    startup = figs.get((suite, SERIAL_STARTUP))
+    if ideal is None or startup is None or startup.wall is None:
+        return None
+    return ideal + startup.wall
+
+
 def targets(figs: Figures, suites: Sequence[Suite]) -> list[Target]:
     """Check the targets of issues 3 and 6 against the figures measured in this run."""
     ideals = {s.name: s.ideal for s in suites}
@@ -604,7 +651,12 @@ def targets(figs: Figures, suites: Sequence[Suite]) -> list[Target]:
     for goal in GOALS:
         why = _missing(figs, goal.suite, ("ploop", goal.needs))
         measured = None if why else _measure(goal, figs, ideals.get(goal.suite))
-        found.append(Target(goal, measured, why))
+        lowest = floor(figs, goal.suite, ideals.get(goal.suite))
+        xdist = figs.get((goal.suite, "xdist"))
+        ratio = None
+        if goal.figure == "vs_xdist" and lowest is not None and xdist and xdist.wall:
+            ratio = lowest / xdist.wall
+        found.append(Target(goal, measured, why, ratio))
     return found
 
 
@@ -614,6 +666,10 @@ def _format_target(t: Target) -> str:
         return f"  [not measured] {head} ({t.why})"
     unit = "" if t.goal.at_most else "x"
     got = f"{t.measured:.2f}{unit} vs {t.goal.goal:.2f}{unit}"
+    if t.floor is not None:
+        got += f"; floor {t.floor:.2f}"
+        if t.floor > t.goal.goal:
+            got += ", above the goal"
     return f"  [{'met' if t.met else 'NOT MET'}] {head} ({got})"
 
 
@@ -755,7 +811,7 @@ def _print_notes(
     for suite in suites:
         print(f"{_describe(suite, cpu)}{_walls(results, suite.name)}.")
         if suite.ideal is not None:
-            _print_bound(suite, figs.get((suite.name, STARTUP)))
+            _print_bound(suite, figs)
     lines = [
         f"  {f.suite}: {f.ploop_line}"
         for f in figs.values()
@@ -766,14 +822,23 @@ def _print_notes(
         print("\n".join(lines))
 
 
-def _print_bound(suite: Suite, startup: Figure | None) -> None:
-    total = SKEWED_SHORT_TESTS * SKEWED_SHORT_SECONDS + SKEWED_LONG_TESTS * SKEWED_LONG_SECONDS
-    text = (
-        f"skewed: ideal bound = max({SKEWED_LONG_SECONDS:.3f} s longest, {total:.3f} s total / "
-        f"{suite.workers}) = {suite.ideal:.3f} s"
-    )
-    if startup is not None and startup.wall is not None:
-        text += f"; start-up = {startup.wall:.3f} s (ploop, same suite, empty test bodies)"
+def _print_bound(suite: Suite, figs: Figures) -> None:
+    if suite.name == "skewed":
+        total = SKEWED_SHORT_TESTS * SKEWED_SHORT_SECONDS + SKEWED_LONG_TESTS * SKEWED_LONG_SECONDS
+        how = f"max({SKEWED_LONG_SECONDS:.3f} s longest, {total:.3f} s total / {suite.workers})"
+    else:
+        how = f"{SLEEP_TESTS * SLEEP_SECONDS:.3f} s total / {suite.workers}"
+    text = f"{suite.name}: ideal bound = {how} = {suite.ideal:.3f} s"
+    startups = []
+    for internal, runner in INTERNAL.items():
+        fig = figs.get((suite.name, internal))
+        if fig is not None and fig.wall is not None:
+            startups.append(f"{fig.wall:.3f} s for {runner}")
+    if startups:
+        text += f"; start-up (the same tests with empty bodies) = {', '.join(startups)}"
+    lowest = floor(figs, suite.name, suite.ideal)
+    if lowest is not None:
+        text += f"; floor (ideal bound + serial start-up) = {lowest:.3f} s"
     print(text + ".")
 
 
@@ -795,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += found
             figs.update({(f.suite, f.runner): f for f in figures(suite, found)})
 
-    rows = [_row(f) for f in figs.values() if f.runner != STARTUP]
+    rows = [_row(f) for f in figs.values() if f.runner not in INTERNAL]
     header = ["suite", "runner", "wall (s)", "ratio vs xdist", "ratio vs serial"]
     print(markdown_table(header, rows, right={2, 3, 4}))
     _print_notes(suites, results, figs, cpu_info)
@@ -814,7 +879,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": [asdict(r) | {"best": r.best} for r in results],
             "figures": [asdict(f) for f in figs.values()],
             "targets": [
-                asdict(t.goal) | {"measured": t.measured, "met": t.met, "why": t.why}
+                asdict(t.goal)
+                | {"measured": t.measured, "met": t.met, "why": t.why, "floor": t.floor}
                 for t in found_targets
             ],
         }
