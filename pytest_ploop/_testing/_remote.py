@@ -126,6 +126,8 @@ class TestRunner:
             collector.last_in_task = k + 1 == len(group)
             self.tests_run += 1
             stop = None
+            session = item.session
+            flags = (session.shouldstop, session.shouldfail)
             with self._exclusive_if_serial(item):
                 try:
                     item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -133,6 +135,10 @@ class TestRunner:
                     # pytest.exit() or a KeyboardInterrupt in a test ends a serial session:
                     # the main process stops the run and ends the session the same way.
                     stop = session_stop(exc)
+            if stop is None and (session.shouldstop, session.shouldfail) != flags:
+                # A test or a plugin (pytest-timeout's --session-timeout) asked the session to
+                # stop after this test, as -x does: the main process's session stops the run.
+                stop = {"shouldstop": session.shouldstop, "shouldfail": session.shouldfail}
             peak = _memory.rss_peak()
             _worker.emit((index, collector.reports, collector.warnings, peak, stop))
             if stop is not None:
@@ -258,7 +264,8 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
 
 def session_stop(exc: BaseException) -> dict[str, Any]:
     """What ends the session, as data: ``pytest.exit()``'s message and return code, or a
-    KeyboardInterrupt's place (``path:line: KeyboardInterrupt``, which pytest prints)."""
+    KeyboardInterrupt's place (``path:line: KeyboardInterrupt``, which pytest prints).
+    (A test that sets ``session.shouldstop`` or ``shouldfail`` sends those two instead.)"""
     if isinstance(exc, pytest.exit.Exception):
         return {"exit": exc.msg, "returncode": exc.returncode}
     crash: tuple[str, int, str] | None = None

@@ -322,7 +322,14 @@ class ParallelSession:
                 continue
             self._replay(index, reports, warns)
             self._done.add(index)
-            if stop is not None and self._session_stop is None:
+            if stop is not None and "shouldstop" in stop:
+                # Set in the worker's session: pytest stops this one after the test as it
+                # would a serial run's, with the same wording, unless it is stopping already.
+                session = self._items[index].session
+                if not (session.shouldstop or session.shouldfail):
+                    session.shouldstop = stop["shouldstop"]
+                    session.shouldfail = stop["shouldfail"]
+            elif stop is not None and self._session_stop is None:
                 self._session_stop = stop
 
     def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:

@@ -162,3 +162,45 @@ def test_a_test_sees_the_sigint_handler_of_a_serial_run(project: Project) -> Non
     project.pytester.makepyfile(test_sigint=SIGINT_IN_A_TEST)
     project.run().assert_outcomes(passed=2)
     project.run("--ploop-workers=2").assert_outcomes(passed=2)
+
+
+STOPS_THE_SESSION = """
+import ploophelp
+
+
+def test_stops(request):
+    ploophelp.flag("stopping")
+    request.session.FLAG = "stopped by the suite's plugin"
+
+
+def test_other():
+    ploophelp.wait_for("stopping")
+
+
+def test_later():
+    ploophelp.log("later ran")
+"""
+
+
+@pytest.mark.parametrize(
+    ("flag", "code"),
+    [("shouldstop", pytest.ExitCode.INTERRUPTED), ("shouldfail", pytest.ExitCode.TESTS_FAILED)],
+)
+def test_a_session_stopped_in_a_worker_stops_the_run(
+    project: Project, flag: str, code: int
+) -> None:
+    # A test or a plugin that sets session.shouldstop or shouldfail in a worker (as
+    # pytest-timeout's --session-timeout does) stops the run as it stops a serial one: no
+    # later test starts, and the session ends with the same closing line and exit code.
+    project.pytester.makepyfile(test_stops=STOPS_THE_SESSION.replace("FLAG", flag))
+    line = "*! *stopped by the suite's plugin !*"
+    serial = project.run("-p", "no:randomly")
+    assert serial.ret == code
+    serial.stdout.fnmatch_lines([line])
+    project.clear_events()
+    result = project.run("--ploop-workers=2", "-p", "no:randomly")
+    assert result.ret == code
+    result.stdout.fnmatch_lines([line])
+    assert outcomes(result) == {"passed": 2}  # test_other was in flight on the other worker
+    assert not_run_count(result) == 1
+    assert project.events() == []  # test_later never started
