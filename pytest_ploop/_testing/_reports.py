@@ -164,7 +164,22 @@ def serialize_warning(message: warnings.WarningMessage) -> dict[str, Any]:
         "filename": message.filename,
         "lineno": message.lineno,
         "line": message.line,
+        "source": _untracked(message.source),
     }
+
+
+def _untracked(source: object) -> bool:
+    """Whether the warning has a source object whose allocation tracemalloc did not record.
+
+    pytest then adds "Enable tracemalloc to get traceback where the object was allocated" to
+    the warning in its summary. The object itself stays here (a coroutine, a file: it seldom
+    pickles); where tracemalloc has its traceback, the main process could only find its own.
+    """
+    if source is None:
+        return False
+    import tracemalloc
+
+    return tracemalloc.get_object_traceback(source) is None
 
 
 def deserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
@@ -173,8 +188,11 @@ def deserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
         message, category = pickle.loads(data["blob"])
     else:
         message, category = UserWarning(f"{data['category']}: {data['text']}"), UserWarning
+    # A statically allocated object: tracemalloc never has its traceback, so pytest adds the
+    # same hint as for the worker's untracked source.
+    source = object if data.get("source") else None
     return warnings.WarningMessage(
-        message, category, data["filename"], data["lineno"], None, data["line"]
+        message, category, data["filename"], data["lineno"], None, data["line"], source
     )
 
 

@@ -430,3 +430,34 @@ def test_subtests_read_and_count_as_in_a_serial_run(project: Project) -> None:
     ]
     assert summary(parallel) == summary(serial)
     assert "i='1'" not in parallel.stdout.str()
+
+
+WARNING_WITH_A_SOURCE = """
+import gc
+
+
+async def coro():
+    pass
+
+
+def test_never_awaited():
+    coro()
+    gc.collect()
+"""
+
+
+def test_a_warning_about_an_object_reads_as_in_a_serial_run(project: Project) -> None:
+    # "coroutine ... was never awaited" and ResourceWarnings carry the object they are about;
+    # pytest's summary then says how to find where it was allocated. The object stays in the
+    # worker; whether tracemalloc knew it travels.
+    project.pytester.makepyfile(test_source=WARNING_WITH_A_SOURCE)
+
+    def summary(result: pytest.RunResult) -> list[str]:
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "warnings summary" in line)
+        end = next(i for i, line in enumerate(lines) if line.startswith("-- Docs:"))
+        return lines[start:end]
+
+    serial = summary(project.run())
+    assert any(line.strip().startswith("Enable tracemalloc") for line in serial)
+    assert summary(project.run("--ploop-workers=2")) == serial
