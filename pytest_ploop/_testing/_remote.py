@@ -181,7 +181,7 @@ class TestRunner:
             os.environ["PYTEST_XDIST_WORKER"] = f"gw{wconfig.index}"
             os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
             os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
-        _silence_terminal(config)
+        _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
@@ -212,20 +212,26 @@ class TestRunner:
         with contextlib.suppress(BaseException):  # the run is over; its reports are in
             self.session._setupstate.teardown_exact(None)
         save_coverage()
-        for stream in ("out", "err"):  # only a crashed worker's output is read
+        for stream in ("out", "err", "tw"):  # only a crashed worker's output is read
             with contextlib.suppress(KeyError, OSError):
                 run_dir = os.environ["PLOOP_RUN_DIR"]
                 os.unlink(output_file(run_dir, os.environ["PLOOP_WORKER"], os.getpid(), stream))
 
 
-def _silence_terminal(config: pytest.Config) -> None:
-    # The main process reports; a worker's terminal reporter writes nowhere. (``_tw`` is the
-    # reporter's writer; config.get_terminal_writer() returns it, so plugins keep working.)
+def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
+    """The main process reports; a worker's terminal writer writes to a file of the run
+    directory, read only if the worker dies (``_reports.last_output``): what a plugin wrote
+    there before ending the process (pytest-timeout's stacks, with ``--timeout-method=thread``)
+    then reaches the crash report. (``_tw`` is the reporter's writer;
+    ``config.get_terminal_writer()`` returns it.)"""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         from _pytest._io import TerminalWriter
 
-        reporter._tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115
+        run_dir = os.environ.get("PLOOP_RUN_DIR")
+        path = output_file(run_dir, worker_id, os.getpid(), "tw") if run_dir else os.devnull
+        # Line-buffered: a plugin that ends the process with os._exit() loses nothing.
+        reporter._tw = TerminalWriter(open(path, "w", buffering=1))  # noqa: SIM115
 
 
 # Plugins that only report: each test's reports reach them in the main process, which replays

@@ -220,7 +220,8 @@ def failed_report(
 
 
 def output_file(run_dir: str, worker_id: str, pid: int, stream: str) -> str:
-    """Where worker ``worker_id`` (process ``pid``) captures its ``"out"`` or ``"err"``."""
+    """Where worker ``worker_id`` (process ``pid``) captures its ``"out"`` or ``"err"``, or
+    writes what its terminal writer is given (``"tw"``)."""
     return os.path.join(run_dir, f"output-{worker_id}-{pid}.{stream}")
 
 
@@ -229,7 +230,7 @@ def last_output(run_dir: str, worker_id: str, live: Collection[int], limit: int 
     end of it, ``limit`` characters a stream at most), as text for its crash report. The
     files are removed; those of the live worker ``live`` that replaced it stay."""
     parts = []
-    for stream, name in (("out", "stdout"), ("err", "stderr")):
+    for stream, name in (("out", "stdout"), ("err", "stderr"), ("tw", "the terminal")):
         for path in sorted(Path(run_dir).glob(f"output-{worker_id}-*.{stream}")):
             if int(path.stem.rsplit("-", 1)[1]) in live:
                 continue

@@ -24,10 +24,12 @@ def test_before(i):
     pass
 
 
-def test_exit():
+def test_exit(request):
     ploophelp.log("test_exit")
     print("stdout of test_exit")
     sys.stderr.write("last words of test_exit\\n")
+    # As pytest-timeout's --timeout-method=thread does before its os._exit(1)
+    request.config.get_terminal_writer().line("a plugin's last words")
     os._exit(3)
 
 
@@ -65,7 +67,9 @@ def test_crashes_fail_their_test_and_the_rest_pass(project: Project, dist: str) 
     # The test's output up to the crash, which its report would have carried.
     assert "last output on stdout:\nstdout of test_exit" in exited
     assert "last output on stderr:\nlast words of test_exit" in exited
+    assert "last output on the terminal:\na plugin's last words" in exited
     assert "stdout of test_exit" not in _failure_section(result, "test_segfault")
+    assert "a plugin's last words" not in _failure_section(result, "test_segfault")
     segfault = _failure_section(result, "test_segfault")
     assert "killed by SIGSEGV" in segfault
     assert "in test_segfault" in segfault  # faulthandler's traceback of the test
