@@ -271,7 +271,8 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
 def session_stop(exc: BaseException) -> dict[str, Any]:
     """What ends the session, as data: ``pytest.exit()``'s message and return code, or a
     KeyboardInterrupt's place (``path:line: KeyboardInterrupt``, which pytest prints).
-    (A test that sets ``session.shouldstop`` or ``shouldfail`` sends those two instead.)"""
+    (A session whose ``shouldstop`` or ``shouldfail`` a test set is sent as those two
+    values, by ``TestRunner.__call__``.)"""
     if isinstance(exc, pytest.exit.Exception):
         return {"exit": exc.msg, "returncode": exc.returncode}
     crash: tuple[str, int, str] | None = None

@@ -190,7 +190,7 @@ def deserialize_warning(data: dict[str, Any]) -> warnings.WarningMessage:
         message, category = UserWarning(f"{data['category']}: {data['text']}"), UserWarning
     # A statically allocated object: tracemalloc never has its traceback, so pytest adds the
     # same hint as for the worker's untracked source.
-    source = object if data.get("source") else None
+    source = object if data["source"] else None
     return warnings.WarningMessage(
         message, category, data["filename"], data["lineno"], None, data["line"], source
     )
