@@ -27,7 +27,7 @@ import pytest
 
 from .. import _sync
 from .._engine import _worker
-from . import _depth, _memory
+from . import _depth, _memory, _xdist_compat
 from ._reports import output_file, serialize_report, serialize_warning
 
 
@@ -181,6 +181,7 @@ class TestRunner:
             os.environ["PYTEST_XDIST_WORKER"] = f"gw{wconfig.index}"
             os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
             os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
+            _xdist_compat.as_xdist_worker(config, wconfig.index, wconfig.count, self.testrun_uid)
         _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
         if config.getoption("capture", "fd") == "no":

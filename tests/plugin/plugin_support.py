@@ -35,7 +35,7 @@ from tests.processes import clear_inner_run_env
 # No ``filterwarnings = error`` here: some inner suites warn on purpose.
 INI = """\
 [pytest]
-addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:cov
+addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:cov -p no:rerunfailures
 faulthandler_timeout = 60
 """
 

@@ -1,5 +1,7 @@
 """pytest-django under ``--ploop-workers``: each worker gets test databases of its own, named
-as under xdist (``..._gw0``, ``..._gw1``), with a real Django project on SQLite files."""
+as under xdist (``..._gw0``, ``..._gw1``), with a real Django project on SQLite files.
+pytest-django reads the worker's id from ``config.workerinput``, which a worker has as an
+xdist worker does."""
 
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ def test_each_worker_has_its_own_test_database_as_under_xdist(project: Project) 
     project.run(ds, "-n", "2").assert_outcomes(passed=8)
     assert set(_databases(project)) == set(ploop)
 
-    # A project's own definition still wins over the plugin's.
+    # A project's own suffix fixture takes the worker's id from the worker_id fixture.
     project.pytester.makeconftest(CONFTEST_SUFFIX)
     project.run(ds, "--ploop-workers=2").assert_outcomes(passed=8)
     own = {(w, f"test_app.sqlite3_own_{w}") for w in ("gw0", "gw1")}

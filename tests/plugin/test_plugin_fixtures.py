@@ -84,12 +84,15 @@ import json
 import os
 
 import pytest
+import xdist
 
 
 @pytest.mark.parametrize("i", range(8))
-def test_ids(i, worker_id, testrun_uid, ploop_worker, tmp_path, tmp_path_factory):
+def test_ids(request, i, worker_id, testrun_uid, ploop_worker, tmp_path, tmp_path_factory):
     info = {
         "worker_id": worker_id,
+        "workerinput": getattr(request.config, "workerinput", None),
+        "xdist_worker_id": xdist.get_xdist_worker_id(request),
         "testrun_uid": testrun_uid,
         "ploop_worker": [ploop_worker.id, ploop_worker.index, ploop_worker.count],
         "env": os.environ.get("PYTEST_XDIST_WORKER"),
@@ -117,8 +120,16 @@ def test_worker_ids_fixtures_and_variables(project: Project) -> None:
     for info in first:
         wid, index, count = info["ploop_worker"]
         assert (wid, count) == (f"w{index}", 2)
-        assert info["worker_id"] == info["env"] == f"gw{index}"
+        assert info["worker_id"] == info["env"] == info["xdist_worker_id"] == f"gw{index}"
         assert info["env_count"] == "2"
+        # xdist's config.workerinput, with xdist's keys (read by conftests and plugins)
+        workerinput = info["workerinput"]
+        assert workerinput.pop("mainargv")
+        assert workerinput == {
+            "workerid": f"gw{index}",
+            "workercount": 2,
+            "testrunuid": info["testrun_uid"],
+        }
     uids = {info["testrun_uid"] for info in first}
     assert len(uids) == 1 and uids != {""}
 
@@ -128,7 +139,8 @@ def test_worker_ids_fixtures_and_variables(project: Project) -> None:
 
     project.run().assert_outcomes(passed=8)
     for info in _infos(project.path):
-        assert info["worker_id"] == "master"
+        assert info["worker_id"] == info["xdist_worker_id"] == "master"
+        assert info["workerinput"] is None
         assert info["ploop_worker"] == ["main", 0, 1]
         assert info["env"] is None and info["env_count"] is None
 

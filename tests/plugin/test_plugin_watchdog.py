@@ -76,7 +76,7 @@ def test_a_test_forks_workers_with_the_watchdog_paused_and_then_armed_again(
 
 
 def test_without_a_timeout_nothing_is_paused(project: Project) -> None:
-    project.pytester.makeini("[pytest]\naddopts = -p no:hypothesispytest\n")
+    project.pytester.makeini("[pytest]\naddopts = -p no:hypothesispytest -p no:rerunfailures\n")
     project.pytester.makepyfile(
         test_forks="""
         import os
