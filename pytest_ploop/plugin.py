@@ -116,10 +116,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("use either -n (pytest-xdist) or --ploop-workers, not both")
     if not hasattr(os, "fork"):  # pragma: no cover - Windows
         raise pytest.UsageError("--ploop-workers needs a platform with fork()")
-    from ._testing import _benchmark
+    from ._testing import _benchmark, _syrupy
     from ._testing._session import ParallelSession
 
     _benchmark.install(config)
+    _syrupy.install(config)
     config.pluginmanager.register(
         ParallelSession(config, settings, config.stash[_UID]), _SESSION_NAME
     )

@@ -30,7 +30,7 @@ def testrun_uid(request: pytest.FixtureRequest) -> str:
 
 def as_xdist_worker(config: pytest.Config, index: int, count: int, testrun_uid: str) -> None:
     """Give this forked worker's config what an xdist worker's has: ``config.workerinput``,
-    with xdist's own keys.
+    with xdist's own keys, and an empty ``config.workeroutput``.
 
     Suites and plugins read the worker's id there to give each worker a resource of its own
     (``getattr(request.config, "workerinput", {}).get("workerid", "master")``, and
@@ -44,6 +44,8 @@ def as_xdist_worker(config: pytest.Config, index: int, count: int, testrun_uid: 
         "testrunuid": testrun_uid,
         "mainargv": list(sys.argv),
     }
+    # What a plugin leaves for the controller at the end (syrupy's report: see _syrupy).
+    config.workeroutput = {}  # type: ignore[attr-defined]
     _rerunfailures_reports_its_reruns()
 
 
