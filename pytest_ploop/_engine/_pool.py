@@ -884,8 +884,13 @@ class Run:
         ):
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                # The process ignores it (a background job of a script, nohup, a supervisor's
+                # choice): so does the run, as the same code without workers would.
+                continue
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        if self._old_handlers:
+            self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def _restore_signals(self) -> None:
         if not self._old_handlers:

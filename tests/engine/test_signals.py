@@ -189,3 +189,56 @@ def test_workers_and_their_children_end_when_the_main_process_is_killed(script: 
     script.wait()
     # The kernel tells each worker its parent died; the worker ends its process group.
     script.assert_no_survivor(within=3)
+
+
+IGNORING_SCRIPT = textwrap.dedent(
+    """
+    import json, signal, sys
+    sys.path.insert(0, {root!r})
+    import pytest_ploop as ploop
+    from tests import faults
+
+    OUT = sys.argv[1]
+
+    def task(i):
+        if i >= 2:
+            faults.touch(f"{{OUT}}/running-{{i}}")
+            faults.wait_for_path(f"{{OUT}}/release")
+        return i
+
+    if __name__ == "__main__":
+        # As a background job of a script, or under nohup: the process ignores them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(json.dumps(ploop.map(task, range(4), workers=2, chunksize=1)))
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    """
+)
+
+
+def test_signals_the_process_ignores_are_ignored_by_the_run(tmp_path: Path) -> None:
+    """Before, the run installed its handlers anyway: the first SIGINT stopped it (not run,
+    KeyboardInterrupt), where the same loop without workers went on."""
+    path = tmp_path / "script.py"
+    path.write_text(IGNORING_SCRIPT.format(root=str(ROOT)))
+    proc = subprocess.Popen(
+        [sys.executable, str(path), str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not all((tmp_path / f"running-{i}").exists() for i in (2, 3)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "tasks 2 and 3 did not start"
+            time.sleep(0.01)  # polling for the files: a bounded wait on the event
+        # An ignored signal is discarded when it is sent: once kill() returned, it is gone.
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        (tmp_path / "release").touch()
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        proc.wait(timeout=WAIT_S)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out.decode().splitlines()[-1]) == [0, 1, 2, 3]
