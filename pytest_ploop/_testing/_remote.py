@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -184,6 +186,9 @@ class TestRunner:
             _xdist_compat.as_xdist_worker(config, wconfig.index, wconfig.count, self.testrun_uid)
         _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
+        # A test's log records name the process as a serial run's do (%(processName)s), not
+        # after the engine's worker process object.
+        multiprocessing.current_process().name = "MainProcess"
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
         _own_capture(config, wconfig.worker_id)
@@ -238,6 +243,12 @@ def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
 # Plugins that only report: each test's reports reach them in the main process, which replays
 # them. In a worker they would see every report a second time, for nothing.
 _MAIN_ONLY = ("ploop-durations", "ploop-report-outcomes", "ploop-cases-reporter")
+# Other plugins' report writers, by (module, class), that a plugin registers only where there
+# is no ``config.workerinput`` when it configures, so that xdist's workers never have them;
+# ploop's workers are forked after the main process configured, and inherit them. pytest-html
+# rewrites a report's extras in place: what a worker's copy had encoded, the main process's
+# encoded again (a text extra's content became the base64 of its own data URI).
+_MAIN_ONLY_TYPES = (("pytest_html.basereport", "BaseReport"),)
 
 
 class _QuietReporter:
@@ -263,6 +274,15 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
         plugin = manager.get_plugin(name)
         if plugin is not None:
             manager.unregister(plugin)
+    types = tuple(
+        cls
+        for module, name in _MAIN_ONLY_TYPES
+        if isinstance(cls := getattr(sys.modules.get(module), name, None), type)
+    )
+    if types:
+        for plugin in manager.get_plugins():
+            if isinstance(plugin, types):
+                manager.unregister(plugin)
     reporter = manager.get_plugin("terminalreporter")
     if reporter is not None and not isinstance(reporter, _QuietReporter):
         manager.unregister(reporter)

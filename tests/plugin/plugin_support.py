@@ -36,7 +36,7 @@ from tests.processes import clear_inner_run_env
 INI = """\
 [pytest]
 addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:cov -p no:rerunfailures
-    -p no:syrupy
+    -p no:syrupy -p no:html
 faulthandler_timeout = 60
 """
 
