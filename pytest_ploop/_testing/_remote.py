@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest import junitxml
 
 from .. import _sync
 from .._engine import _worker
@@ -119,6 +120,7 @@ class TestRunner:
             self.depth_given = True
             if self.room_at_loop is not None:
                 _depth.give_back(self.room_at_loop - _depth.room())
+        xml = self.session.config.stash.get(junitxml.xml_key, None)
         for k, index in enumerate(group):
             _worker.set_marker(k)
             item = self.items[index]
@@ -130,6 +132,7 @@ class TestRunner:
             stop = None
             session = item.session
             flags = (session.shouldstop, session.shouldfail)
+            recorded = len(xml.global_properties) if xml is not None else 0
             with self._exclusive_if_serial(item):
                 try:
                     item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
@@ -142,7 +145,11 @@ class TestRunner:
                 # stop after this test, as -x does: the main process's session stops the run.
                 stop = {"shouldstop": session.shouldstop, "shouldfail": session.shouldfail}
             peak = _memory.rss_peak()
-            _worker.emit((index, collector.reports, collector.warnings, peak, stop))
+            # record_testsuite_property() (in the test or a fixture it set up) adds to this
+            # worker's copy of the --junitxml writer: the main process's writes the file.
+            suite = xml.global_properties[recorded:] if xml is not None else []
+            props = (os.getpid(), suite) if suite else None
+            _worker.emit((index, collector.reports, collector.warnings, peak, stop, props))
             if stop is not None:
                 _worker.leave()  # this worker's session ends too: exit hooks tear down
         return len(group)

@@ -22,11 +22,13 @@ import signal
 import tempfile
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest import junitxml
 
 from .. import _sync
 from .._engine import _worker
@@ -90,6 +92,10 @@ class ParallelSession:
         # A test's pytest.exit() or KeyboardInterrupt (see _remote.session_stop)
         self._session_stop: dict[str, Any] | None = None
         self._junit = _JunitOrder(config)  # --junitxml's cases in the serial order
+        # record_testsuite_property(): per worker process, and the most of any (see
+        # _suite_properties)
+        self._suite_counts: dict[int, Counter[tuple[str, str]]] = {}
+        self._suite_most: Counter[tuple[str, str]] = Counter()
         _check_given_run_dir()
 
     @pytest.hookimpl(trylast=True)
@@ -316,8 +322,10 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak, stop) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak, stop, props) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
+            if props is not None:
+                self._suite_properties(*props)
             if index in self._done:  # never report a test twice
                 continue
             self._replay(index, reports, warns)
@@ -331,6 +339,21 @@ class ParallelSession:
                     session.shouldfail = stop["shouldfail"]
             elif stop is not None and self._session_stop is None:
                 self._session_stop = stop
+
+    def _suite_properties(self, pid: int, props: list[tuple[str, str]]) -> None:
+        """Add what ``record_testsuite_property()`` recorded in worker process ``pid`` to
+        the main process's ``--junitxml`` writer. A session-scoped fixture records once per
+        worker what a serial run records once: a property is added as often as the worker
+        that recorded it most often did."""
+        xml = self.config.stash.get(junitxml.xml_key, None)
+        if xml is None:
+            return
+        for prop in props:
+            mine = self._suite_counts.setdefault(pid, Counter())
+            mine[prop] += 1
+            if mine[prop] > self._suite_most[prop]:
+                self._suite_most[prop] += 1
+                xml.global_properties.append(prop)
 
     def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
         item = self._items[index]

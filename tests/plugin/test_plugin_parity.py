@@ -161,6 +161,36 @@ def test_junitxml_matches_serial(mixed: Project) -> None:
     assert junit_order(parallel_xml) == junit_order(serial_xml)
 
 
+SUITE_PROPERTIES = """
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build(record_testsuite_property):
+    record_testsuite_property("build", "1.2.3")
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_each(i, record_testsuite_property):
+    if i == 4:
+        record_testsuite_property("seed", "4 & <5>")
+"""
+
+
+def test_testsuite_properties_are_those_of_a_serial_run(project: Project) -> None:
+    """Before: none (as under xdist): they stayed in the workers' copies of the writer."""
+    project.pytester.makepyfile(test_props=SUITE_PROPERTIES)
+    props = {}
+    for mode, args in {"serial": (), "ploop": ("--ploop-workers=2",)}.items():
+        path = project.path / f"{mode}.xml"
+        project.run(f"--junitxml={path}", *args).assert_outcomes(passed=6)
+        props[mode] = sorted(
+            (p.get("name"), p.get("value")) for p in ET.parse(path).getroot().iter("property")
+        )
+    # Each worker set the session fixture up: the property is still there once.
+    assert props["ploop"] == props["serial"] == [("build", "1.2.3"), ("seed", "4 & <5>")]
+
+
 def junit_order(path: Path) -> list[tuple[str, str]]:
     return [
         (case.get("classname", ""), case.get("name", ""))

@@ -169,11 +169,14 @@ import ploophelp
 
 
 def test_stops(request):
+    if ploophelp.worker() != "main":
+        ploophelp.wait_for("other started")  # in flight on the other worker
     ploophelp.flag("stopping")
     request.session.FLAG = "stopped by the suite's plugin"
 
 
 def test_other():
+    ploophelp.flag("other started")
     ploophelp.wait_for("stopping")
 
 
