@@ -93,12 +93,19 @@ def test_ends(resource):
     ENDING
 
 
-def test_other():
-    ploophelp.wait_for("ending")
-
-
 def test_later(resource):
     pass
+"""
+
+# In a module of its own, which --ploop-dist=file hands to the other worker: test_later stays
+# behind test_ends on its worker. (Handed out test by test, test_later could start on the
+# other worker, after test_other saw the flag, before the stop reached that worker.)
+ELSEWHERE = """
+import ploophelp
+
+
+def test_other():
+    ploophelp.wait_for("ending")
 """
 
 
@@ -124,12 +131,14 @@ def test_a_test_that_ends_the_session_ends_the_run(
     # As in a serial run: the session ends with the test's exit code and closing lines,
     # and the module's fixtures are torn down. Tests in flight elsewhere finish; no other
     # test starts, and none fails for the worker that ended.
-    project.pytester.makepyfile(test_ends=ENDS_THE_SESSION.replace("ENDING", ending))
+    project.pytester.makepyfile(
+        test_ends=ENDS_THE_SESSION.replace("ENDING", ending), test_zother=ELSEWHERE
+    )
     serial = project.run("-p", "no:randomly")
     assert serial.ret == code
     serial.stdout.fnmatch_lines(lines)
     project.clear_events()
-    result = project.run("--ploop-workers=2", "-p", "no:randomly")
+    result = project.run("--ploop-workers=2", "--ploop-dist=file", "-p", "no:randomly")
     assert result.ret == code
     result.stdout.fnmatch_lines(lines)
     counts = outcomes(result)
