@@ -348,8 +348,8 @@ class ParallelSession:
         xml = self.config.stash.get(junitxml.xml_key, None)
         if xml is None:
             return
+        mine = self._suite_counts.setdefault(pid, Counter())
         for prop in props:
-            mine = self._suite_counts.setdefault(pid, Counter())
             mine[prop] += 1
             if mine[prop] > self._suite_most[prop]:
                 self._suite_most[prop] += 1
