@@ -30,7 +30,7 @@ from _pytest import junitxml
 
 from .. import _sync
 from .._engine import _worker
-from . import _depth, _memory, _xdist_compat
+from . import _depth, _live_log, _memory, _xdist_compat
 from ._reports import output_file, serialize_report, serialize_warning
 
 
@@ -44,6 +44,8 @@ class _Collector:
         self.last_in_task = False
         self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
         self.leaving: int | None = None  # the chunk after which this worker leaves
+        # Live logging's records (log_cli), kept for the main process to print.
+        self.live = _live_log.keep_in_worker(config, lambda: len(self.reports))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -149,7 +151,8 @@ class TestRunner:
             # worker's copy of the --junitxml writer: the main process's writes the file.
             suite = xml.global_properties[recorded:] if xml is not None else []
             props = (os.getpid(), suite) if suite else None
-            _worker.emit((index, collector.reports, collector.warnings, peak, stop, props))
+            live = collector.live.take() if collector.live is not None else None
+            _worker.emit((index, collector.reports, collector.warnings, peak, stop, props, live))
             if stop is not None:
                 _worker.leave()  # this worker's session ends too: exit hooks tear down
         return len(group)

@@ -3,7 +3,7 @@
     main process (collected once)                forked workers (inherit the session)
     pytest_runtestloop ── groups of test indices ─> TestRunner(task, next_task)
           ^                                           runs pytest_runtest_protocol
-          └─ emitted (index, reports, warnings, peak RSS) ┘ per test, as soon as it finished
+          └─ emitted (index, reports, warnings, live log...) ┘ per test, as soon as it finished
     replay: logstart, logreport..., logfinish, warning_recorded  (terminal, junitxml, cache,
     stepwise... act here, exactly as in a serial run)
 
@@ -36,7 +36,8 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
-from . import _depth, _durations, _frozen, _memory
+from . import _depth, _durations, _frozen, _live_log, _memory
+from ._live_log import LiveRecord
 from ._remote import TestRunner
 from ._reports import (
     deserialize_report,
@@ -322,13 +323,13 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak, stop, props) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak, stop, props, live) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
             if props is not None:
                 self._suite_properties(*props)
             if index in self._done:  # never report a test twice
                 continue
-            self._replay(index, reports, warns)
+            self._replay(index, reports, warns, live)
             self._done.add(index)
             if stop is not None and "shouldstop" in stop:
                 # Set in the worker's session: pytest stops this one after the test as it
@@ -355,20 +356,29 @@ class ParallelSession:
                 self._suite_most[prop] += 1
                 xml.global_properties.append(prop)
 
-    def _replay(self, index: int, reports: list[dict[str, Any]], warns: list[Any]) -> None:
+    def _replay(
+        self,
+        index: int,
+        reports: list[dict[str, Any]],
+        warns: list[Any],
+        live: list[LiveRecord] | None = None,
+    ) -> None:
         item = self._items[index]
         ihook = item.ihook
         # The worker computed the location for its reports (``item.location`` costs a good
         # part of a quick test's replay here, to compute the same tuple again).
         location = reports[0].get("location") if reports else None
         location = tuple(location) if location else item.location
+        logged = _live_log.replay(self.config, live)
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
-        for data in reports:
+        for sent, data in enumerate(reports):
             report = deserialize_report(self.config, data)
             if report.failed:
                 self._failed.add(index)
+            logged.until(sent)
             ihook.pytest_runtest_logreport(report=report)
             self._keep_first_stop(item.session)
+        logged.until(len(reports))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
         for data in warns:
             self.config.hook.pytest_warning_recorded.call_historic(

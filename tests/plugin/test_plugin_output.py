@@ -121,3 +121,144 @@ def test_streams_kept_since_import_are_the_tests_capture(project: Project, captu
     assert all(counts(parallel)[3:6])  # test 1 failed: its output is shown
     text = parallel.stdout.str() + parallel.stderr.str()
     assert "closed file" not in text and "Logging error" not in text
+
+
+LIVE_LOG_CONFTEST = """
+import logging
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        logging.getLogger("hook").info("reported %s: %s", report.nodeid, report.outcome)
+
+
+def pytest_sessionfinish(session):
+    logging.getLogger("hook").info("session finished")
+"""
+
+LIVE_LOG_ALPHA = """
+import logging
+
+import pytest
+
+log = logging.getLogger("alpha")
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+    def __repr__(self):
+        return "<unpicklable>"
+
+
+@pytest.fixture
+def resource():
+    log.info("setting up")
+    yield 1
+    log.warning("tearing down")
+
+
+def test_phases(resource):
+    log.info("running with %s", resource)
+
+
+def test_fails():
+    log.error("about to fail: %d", 2)
+    assert 0
+
+
+def test_silent():
+    pass
+
+
+def test_exception():
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.exception("caught it")
+
+
+def test_unpicklable_argument_and_extra():
+    log.info("argument %s", Unpicklable(), extra={"odd": Unpicklable()})
+
+
+def test_below_the_level():
+    log.debug("not shown")
+"""
+
+LIVE_LOG_BETA = """
+import logging
+
+import pytest
+
+log = logging.getLogger("beta")
+
+
+@pytest.fixture(scope="module")
+def shared():
+    log.info("module fixture up")
+    yield
+    log.info("module fixture down")
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_numbered(shared, n):
+    log.info("number %d", n)
+"""
+
+TEST_LINE = re.compile(r"^test_\w+\.py::\S+ ")
+
+
+def live_log_blocks(result: pytest.RunResult) -> tuple[list[str], list[str]]:
+    """The run's output cut into one block of lines per test (from its ``path::name`` line
+    to the next test's; sorted, as workers finish tests in their own order; the progress
+    percentages and the blank line before the next test left out), and what follows the
+    last test up to the short summary's line (ploop's own summary comes after it)."""
+    lines = [re.sub(r"\[\s*\d+%\]", "[%]", line) for line in result.outlines]
+    start = next(i for i, line in enumerate(lines) if TEST_LINE.match(line))
+    end = next(
+        i
+        for i, line in enumerate(lines)
+        if i > start and ("live log sessionfinish" in line or line.startswith("="))
+    )
+    blocks: list[list[str]] = []
+    for line in lines[start:end]:
+        if TEST_LINE.match(line):
+            blocks.append([])
+        blocks[-1].append(line)
+    summary = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+    tail = lines[end : summary + 2]  # the sessionfinish section, the failures, the summary
+    return sorted("\n".join(block).rstrip("\n") for block in blocks), tail
+
+
+@pytest.mark.parametrize("flags", [(), ("-s",), ("--log-cli-level=WARNING",)])
+def test_live_logging_prints_what_a_serial_run_prints(
+    project: Project, flags: tuple[str, ...]
+) -> None:
+    """Before: nothing of the tests' live logging (as under xdist)."""
+    project.pytester.makeini(INI + "log_cli = true\nlog_cli_level = INFO\n")
+    project.pytester.makeconftest(LIVE_LOG_CONFTEST)
+    project.pytester.makepyfile(test_alpha=LIVE_LOG_ALPHA, test_beta=LIVE_LOG_BETA)
+    serial = project.run("-p", "no:randomly", *flags)
+    parallel = project.run("-p", "no:randomly", "--ploop-workers=2", "--ploop-dist=file", *flags)
+    assert outcomes(serial) == outcomes(parallel) == {"passed": 9, "failed": 1}
+    blocks, tail = live_log_blocks(parallel)
+    assert (blocks, tail) == live_log_blocks(serial)
+    text = "\n".join(blocks)
+    warnings_only = flags == ("--log-cli-level=WARNING",)
+    assert set(re.findall(r"live log (\w+)", text)) == (
+        {"call", "teardown"} if warnings_only else {"setup", "call", "teardown", "logreport"}
+    )
+    if not warnings_only:
+        assert text.count("reported test_") == 10  # once each, though both processes hook it
+        for expected in (
+            "setting up",
+            "argument <unpicklable>",
+            "module fixture down",
+        ):
+            assert expected in text
+    for expected in ("tearing down", "about to fail: 2", "ZeroDivisionError: division by zero"):
+        assert expected in text
+    assert "not shown" not in text
+    assert any("session finished" in line for line in tail) != warnings_only
