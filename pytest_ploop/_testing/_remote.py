@@ -30,7 +30,7 @@ from _pytest import junitxml
 
 from .. import _sync
 from .._engine import _worker
-from . import _depth, _live_log, _memory, _xdist_compat
+from . import _depth, _logs, _memory, _xdist_compat
 from ._reports import output_file, serialize_report, serialize_warning
 
 
@@ -45,7 +45,7 @@ class _Collector:
         self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
         self.leaving: int | None = None  # the chunk after which this worker leaves
         # Live logging's records (log_cli), kept for the main process to print.
-        self.live = _live_log.keep_in_worker(config, lambda: len(self.reports))
+        self.live = _logs.keep_in_worker(config, lambda: len(self.reports))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -217,6 +217,7 @@ class TestRunner:
         if self.max_tests is not None or self.max_rss is not None:
             self.collector.retire = self._retire
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
+        _logs.file_once(config)
         _worker.BEFORE_EXIT.append(self.before_exit)
         factory = getattr(config, "_tmp_path_factory", None)  # after _own_basetemp
         info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count, factory)

@@ -36,8 +36,8 @@ from .._engine._pool import Run, RunOptions
 from .._engine._record import RunRecord, WorkerInfo
 from .._engine._workers import Workers
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
-from . import _depth, _durations, _frozen, _live_log, _memory
-from ._live_log import LiveRecord
+from . import _depth, _durations, _frozen, _logs, _memory
+from ._logs import LiveRecord
 from ._remote import TestRunner
 from ._reports import (
     deserialize_report,
@@ -369,7 +369,7 @@ class ParallelSession:
         # part of a quick test's replay here, to compute the same tuple again).
         location = reports[0].get("location") if reports else None
         location = tuple(location) if location else item.location
-        logged = _live_log.replay(self.config, live)
+        logged = _logs.replay(self.config, live)
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
         for sent, data in enumerate(reports):
             report = deserialize_report(self.config, data)

@@ -262,3 +262,21 @@ def test_live_logging_prints_what_a_serial_run_prints(
         assert expected in text
     assert "not shown" not in text
     assert any("session finished" in line for line in tail) != warnings_only
+
+
+def test_the_log_file_gets_each_record_once(project: Project) -> None:
+    """Before: twice each record that a ``pytest_runtest_logreport`` hook logged (the
+    worker's call of the hook and the main process's, when it replays the test)."""
+    project.pytester.makeconftest(LIVE_LOG_CONFTEST)
+    project.pytester.makepyfile(test_alpha=LIVE_LOG_ALPHA, test_beta=LIVE_LOG_BETA)
+    records = {}
+    for mode, args in {"serial": (), "ploop": ("--ploop-workers=2", "--ploop-dist=file")}.items():
+        path = project.path / f"{mode}.log"
+        result = project.run(f"--log-file={path}", "--log-file-level=INFO", *args)
+        assert outcomes(result) == {"passed": 9, "failed": 1}
+        # "INFO     alpha:test_alpha.py:18 setting up" (pytest's default format: no time)
+        records[mode] = sorted(path.read_text().splitlines())
+    assert records["ploop"] == records["serial"]
+    assert sum("reported test_" in line for line in records["ploop"]) == 10
+    assert sum("session finished" in line for line in records["ploop"]) == 1
+    assert len(records["ploop"]) > 20

@@ -1,4 +1,5 @@
-"""Live logging (``log_cli``) under ``--ploop-workers``: printed as in a serial run.
+"""pytest's logging under ``--ploop-workers``: live logging (``log_cli``) and the log file
+(``--log-file``) get each record once, as in a serial run.
 
 pytest's live-logging handler writes each record to the terminal as it is logged, under a
 ``live log setup`` / ``call`` / ``teardown`` heading. In a worker, that terminal is a file
@@ -13,15 +14,22 @@ Records of the other phases (``start``, ``logreport``, ``finish``) come from the
 ``pytest_runtest_log*`` hooks, which the main process calls again when it replays the test:
 they are logged there, once, as in a serial run.
 
-The handler is pytest's ``_LiveLoggingStreamHandler`` (``LoggingPlugin.log_cli_handler``, a
-private attribute; there is no public way to reach it).
+The log file is one file that every worker writes to as well (they inherit it, and each
+record is one write at the file's shared offset), so the records of the test phases need no
+help. A record logged by a ``pytest_runtest_log*`` hook is another matter: the worker calls
+the hook when its test runs, and the main process calls it again when it replays the test,
+so the file had it twice. A worker leaves such records to the main process.
+
+The handlers are pytest's ``LoggingPlugin.log_cli_handler`` (a ``_LiveLoggingStreamHandler``)
+and ``log_file_handler``: private attributes, there is no public way to reach them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -33,14 +41,63 @@ LiveRecord = tuple[int, str, dict[str, Any]]
 _TEST_PHASES = ("setup", "call", "teardown")
 
 
+def _plugin_handler(config: pytest.Config, name: str) -> logging.Handler | None:
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    handler = getattr(plugin, name, None)
+    return handler if isinstance(handler, logging.Handler) else None
+
+
 def _handler(config: pytest.Config) -> logging.Handler | None:
     """The live-logging handler, when live logging is on (else pytest's null handler, or no
     logging plugin at all)."""
-    plugin = config.pluginmanager.get_plugin("logging-plugin")
-    handler = getattr(plugin, "log_cli_handler", None)
+    handler = _plugin_handler(config, "log_cli_handler")
     if handler is None or not hasattr(handler, "set_when") or not hasattr(handler, "stream"):
         return None
-    return handler if isinstance(handler, logging.Handler) else None
+    return handler
+
+
+class InReplayedHook:
+    """In a worker: knows when a ``pytest_runtest_logstart``, ``logreport`` or ``logfinish``
+    hook runs, and as a logging filter, drops the records logged meanwhile (the main process
+    logs them when it calls the hook again)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.depth
+
+    @contextlib.contextmanager
+    def _inside(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logstart(self) -> Generator[None]:
+        with self._inside():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self) -> Generator[None]:
+        with self._inside():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logfinish(self) -> Generator[None]:
+        with self._inside():
+            return (yield)
+
+
+def file_once(config: pytest.Config) -> None:
+    """In a worker: the log file gets no record that a replayed hook logs here."""
+    handler = _plugin_handler(config, "log_file_handler")
+    if handler is not None:
+        hooks = InReplayedHook()
+        config.pluginmanager.register(hooks, "ploop-worker-replayed-hooks")
+        handler.addFilter(hooks)
 
 
 class Keeper:
