@@ -184,6 +184,9 @@ class Replay:
             handler.handle(logging.makeLogRecord(data))
 
 
+_NOTHING = Replay(None, None)
+
+
 def replay(config: pytest.Config, records: list[LiveRecord] | None) -> Replay:
     """A :class:`Replay` of ``records`` (those a worker's :class:`Keeper` took for a test)."""
-    return Replay(_handler(config) if records else None, records)
+    return Replay(_handler(config), records) if records else _NOTHING
