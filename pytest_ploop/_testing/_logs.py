@@ -3,12 +3,12 @@
 
 pytest's live-logging handler writes each record to the terminal as it is logged, under a
 ``live log setup`` / ``call`` / ``teardown`` heading. In a worker, that terminal is a file
-nobody reads. So a worker's handler keeps the records of those three phases instead, each
-with the phase and the number of the test's reports sent before it; they travel with the
-test's reports, and the main process hands them to its own live-logging handler at the
-point of the replay where a serial run logs them, before the report of their phase. The
-headings, the blank lines and the records' text come out as in a serial run; they appear
-when the test's reports arrive rather than as they are logged.
+read only if the worker dies (for the crash report). So a worker's handler also keeps the
+records of those three phases, each with the phase and the number of the test's reports sent
+before it; they travel with the test's reports, and the main process hands them to its own
+live-logging handler at the point of the replay where a serial run logs them, before the
+report of their phase. The headings, the blank lines and the records' text come out as in a
+serial run; they appear when the test's reports arrive rather than as they are logged.
 
 Records of the other phases (``start``, ``logreport``, ``finish``) come from the
 ``pytest_runtest_log*`` hooks, which the main process calls again when it replays the test:
@@ -101,15 +101,19 @@ def file_once(config: pytest.Config) -> None:
 
 
 class Keeper:
-    """In a worker: takes the place of the live-logging handler's ``emit`` and keeps what it
-    would have written, for the running test."""
+    """In a worker: takes the place of the live-logging handler's ``emit`` and keeps each
+    record of the running test for the main process."""
 
     def __init__(self, handler: logging.Handler, reports: Callable[[], int]) -> None:
         self.handler = handler
         self.reports = reports  # how many of the running test's reports were sent
         self.records: list[LiveRecord] = []
+        # The handler's own emit still writes to the worker's terminal, a file of the run: if
+        # the worker dies in a test, the test's crash report ends with what was logged.
+        self.write = handler.emit
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.write(record)
         when = getattr(self.handler, "_when", None)
         if when in _TEST_PHASES:
             self.records.append((self.reports(), when, _portable(self.handler, record)))

@@ -12,8 +12,9 @@ unused"), and ``--snapshot-update`` deleted the snapshots the tests had just use
 This plugin does the xdist part of the work: each worker finishes syrupy's session when it
 ends (its snapshots are written, its report is published as under xdist) and leaves the report
 in a directory of the run; the main process hands the reports to syrupy before syrupy
-finishes. A worker that died before it could report leaves its assertions unknown: unused
-snapshots are then neither failed nor deleted in that run, and the summary says why.
+finishes. A worker that died before it could report, after a test that asserts snapshots,
+leaves its assertions unknown: unused snapshots are then neither failed nor deleted in that
+run, and the summary says why.
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ def install(config: pytest.Config) -> None:
         config.pluginmanager.register(_WorkerReports(), "ploop-syrupy")
 
 
+def _fixtures(item: pytest.Item) -> list[str]:
+    names = getattr(item, "fixturenames", None)
+    return names if isinstance(names, list) else []
+
+
 class _WorkerReports:
     def __init__(self) -> None:
         self.dir: Path | None = None  # made when the session starts, before the workers fork
         self.incomplete: list[str] = []
+        self.owes = False  # in a worker: it ran a test that asserts snapshots
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -60,11 +67,19 @@ class _WorkerReports:
         self.dir = Path(tempfile.mkdtemp(prefix="ploop-syrupy-"))
 
     def pytest_ploop_worker_setup(self, config: pytest.Config) -> None:
-        """In a worker: say it started, and finish syrupy's session when it ends."""
+        """In a worker: finish syrupy's session when it ends."""
         if self.dir is None:
             return
-        (self.dir / f"{os.getpid()}.started").touch()
         _worker.BEFORE_EXIT.append(lambda: self._finish_worker(config))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """In a worker, at its first test that asserts snapshots: say it owes a report. (A
+        worker that dies before it has run one has nothing to report that matters: its death
+        leaves unused snapshots checked, and a suite without snapshots is not told a word.)"""
+        if self.dir is not None and not self.owes and "snapshot" in _fixtures(item):
+            self.owes = True
+            (self.dir / f"{os.getpid()}.owes").touch()
 
     def _finish_worker(self, config: pytest.Config) -> None:
         syrupy = getattr(config, "_syrupy", None)
@@ -85,16 +100,16 @@ class _WorkerReports:
         option = session.config.option
         disabled = getattr(option, "disable_unused_snapshots", None)
         if syrupy is not None and self.dir is not None:
-            started = {p.stem for p in self.dir.glob("*.started")}
+            owing = {p.stem for p in self.dir.glob("*.owes")}
             for path in sorted(self.dir.glob("*.report")):
                 output = pickle.loads(path.read_bytes())
-                started.discard(path.stem)
+                owing.discard(path.stem)
                 if "syrupy_report" in output:
                     syrupy.add_worker_report(output["syrupy_report"])
                 if output.get("syrupy_write_sidecars"):
                     syrupy.add_written_snapshot_locations(output["syrupy_write_sidecars"])
-            if started and not disabled:
-                self.incomplete = sorted(started)
+            if owing and not disabled:
+                self.incomplete = sorted(owing)
                 option.disable_unused_snapshots = True
         try:
             yield

@@ -280,3 +280,38 @@ def test_the_log_file_gets_each_record_once(project: Project) -> None:
     assert sum("reported test_" in line for line in records["ploop"]) == 10
     assert sum("session finished" in line for line in records["ploop"]) == 1
     assert len(records["ploop"]) > 20
+
+
+LIVE_LOG_CRASH = """
+import logging
+import os
+
+log = logging.getLogger("crash")
+
+
+def test_fine():
+    log.info("a fine test")
+
+
+def test_crashes():
+    log.info("about to exit")
+    os._exit(3)
+"""
+
+
+def test_a_crashed_tests_report_ends_with_its_live_log(project: Project) -> None:
+    """A serial run would have printed these records before it died; the crash report shows
+    them (the worker's terminal file still gets them)."""
+    project.pytester.makepyfile(test_crash=LIVE_LOG_CRASH)
+    result = project.run("--ploop-workers=2", "--log-cli-level=INFO")
+    assert outcomes(result) == {"passed": 1, "failed": 1}
+    text = result.stdout.str()
+    report = text[text.index("_ test_crashes _") : text.index("short test summary info")]
+    assert "exited with code 3" in report
+    assert re.search(
+        r"last output on the terminal:\n\n-+ live log call -+\nINFO +crash:test_crash.py:\d+ "
+        r"about to exit",
+        report,
+    ), report
+    # The test that passed: printed once, by the main process.
+    assert text.count("a fine test") == 1

@@ -113,3 +113,29 @@ def test_a_worker_that_died_before_reporting_deletes_nothing(project: Project) -
     assert "deleted" not in "\n".join(_report(result))
     (line,) = [line for line in result.outlines if "unused snapshots were not checked" in line]
     assert "1 worker process(es) ended before they could report" in line
+
+
+PLAIN_CRASH = """
+import os
+
+
+def test_plain():
+    pass
+
+
+def test_crashes_its_worker():
+    os._exit(3)
+"""
+
+
+def test_a_suite_without_snapshot_tests_is_not_told_of_snapshots(project: Project) -> None:
+    """Before: with syrupy installed, a crash in any suite switched unused-snapshot detection
+    off and said so, in a run that had no snapshot at all."""
+    project.pytester.makeini(INI.replace(" -p no:syrupy", ""))
+    project.pytester.makepyfile(test_plain=PLAIN_CRASH)
+    result = project.run("--ploop-workers=2")
+    assert outcomes(result) == {"passed": 1, "failed": 1}
+    text = result.stdout.str()
+    assert "exited with code 3" in text
+    assert "unused snapshots were not checked" not in text
+    assert "Unused snapshot detection is disabled" not in text
