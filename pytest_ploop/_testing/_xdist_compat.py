@@ -58,3 +58,32 @@ def _rerunfailures_reports_its_reruns() -> None:
     check = getattr(module, "works_with_current_xdist", None)
     if check is not None and not check():
         module.works_with_current_xdist = lambda: True
+
+
+# pytest-rerunfailures' database server, while this run stops it from starting (see below).
+_SERVER: dict[str, Any] = {}
+
+
+def rerunfailures_without_server() -> None:
+    """With pytest-xdist installed, pytest-rerunfailures starts a thread in the main process
+    when it configures: a server through which xdist's workers share their rerun counts.
+    ploop's workers are forked from that process, which Python 3.12+ warns against at every
+    fork ("This process is multi-threaded, use of fork() may lead to deadlocks in the
+    child"), and they could not reach the thread anyway. Called before the plugins configure
+    in a ``--ploop-workers`` run: pytest-rerunfailures then makes the in-process database it
+    uses when xdist is not installed, and starts no thread. Undone by :func:`restore`."""
+    module: Any = sys.modules.get("pytest_rerunfailures")
+    server = getattr(module, "ServerStatusDB", None)
+    plain = getattr(module, "StatusDB", None)
+    if isinstance(server, type) and isinstance(plain, type) and not _SERVER:
+        _SERVER["class"] = server
+        module.ServerStatusDB = plain
+
+
+def restore() -> None:
+    """Give pytest-rerunfailures its server class back, once the plugins are configured (an
+    xdist run in the same process, ``pytester``'s, would need it)."""
+    server = _SERVER.pop("class", None)
+    module: Any = sys.modules.get("pytest_rerunfailures")
+    if server is not None and module is not None:
+        module.ServerStatusDB = server

@@ -80,3 +80,42 @@ def test_reruns_read_as_in_a_serial_run(project: Project, xdist: bool) -> None:
 
 def _reruns(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if line.startswith("RERUN ")]
+
+
+THREADS = """
+import os
+import threading
+
+
+def pytest_sessionstart(session):
+    # In the main process, after every plugin configured and before the workers fork.
+    if hasattr(session.config, "workerinput"):  # an xdist worker
+        return
+    with open(os.path.join(str(session.config.rootpath), "threads.txt"), "w") as file:
+        status = open("/proc/self/status").read()
+        count = next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:"))
+        names = sorted(t.name for t in threading.enumerate())
+        file.write(count + " " + ",".join(names))
+"""
+
+
+def test_the_workers_fork_from_a_process_without_rerunfailures_server(project: Project) -> None:
+    """With pytest-xdist installed, pytest-rerunfailures starts a server thread when it
+    configures, for xdist's workers. Before: it ran in ploop's main process too, and Python
+    3.12+ warned at each fork that the process is multi-threaded."""
+    pytest.importorskip("xdist")
+    project.pytester.makeini(INI.replace(" -p no:rerunfailures", ""))
+    project.pytester.makepyfile(test_flaky=FLAKY)
+    project.pytester.makeconftest(THREADS)
+    threads = project.path / "threads.txt"
+
+    ploop = _run(project, "--ploop-workers=2", "-W", "error::DeprecationWarning")
+    assert threads.read_text() == "1 MainThread"
+    assert outcomes(ploop) == {"passed": 5, "rerun": 4}
+    assert len(_reruns(ploop)) == 4
+    assert "multi-threaded" not in ploop.stdout.str() + ploop.stderr.str()
+    # An xdist run still has the server its workers talk to.
+    xdist = _run(project, "-n", "2")
+    count, names = threads.read_text().split(" ", 1)
+    assert count == "2" and "(run_server)" in names
+    assert outcomes(xdist) == {"passed": 5, "rerun": 4}
