@@ -10,7 +10,7 @@ import pytest
 
 # An inner run must not inherit these: the outer suite may itself run under --ploop-workers
 # (or xdist), and a worker's variables would make the inner run a "worker", or cap its
-# fan-out with the outer run's budget.
+# fan-out with the outer run's budget. (A test that wants one sets it.)
 INNER_RUN_ENV = (
     "PLOOP_WORKER",
     "PLOOP_WORKER_COUNT",
@@ -21,6 +21,9 @@ INNER_RUN_ENV = (
     "PYTEST_XDIST_WORKER_COUNT",
     "PYTEST_XDIST_TESTRUNUID",
     "PYTEST_ADDOPTS",
+    # pytest-github-actions-annotate-failures prints annotations when this is set: on
+    # GitHub's runners, into every inner run's output.
+    "GITHUB_ACTIONS",
 )
 
 

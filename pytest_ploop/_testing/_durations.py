@@ -90,7 +90,9 @@ class DurationRecorder:
         self.seen[report.nodeid] = self.seen.get(report.nodeid, 0.0) + report.duration
 
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
-        self.deselected.update(item.nodeid for item in items)
+        # Not every item is a test: pytest-testmon deselects with a stand-in that has no id.
+        ids = (getattr(item, "nodeid", None) for item in items)
+        self.deselected.update(nodeid for nodeid in ids if isinstance(nodeid, str))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:

@@ -53,6 +53,9 @@ class _Collector:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        # A fixture's teardown error passes through here: its traceback shows the user's
+        # frames, as in a serial run, not this one.
+        __tracebackhide__ = True
         result = yield
         # Replace this worker between tests: decided in the teardown of the last test of
         # its task, after the test ran, so that the fixtures kept for the next test (there
@@ -258,8 +261,16 @@ _MAIN_ONLY = ("ploop-durations", "ploop-report-outcomes", "ploop-cases-reporter"
 # is no ``config.workerinput`` when it configures, so that xdist's workers never have them;
 # ploop's workers are forked after the main process configured, and inherit them. pytest-html
 # rewrites a report's extras in place: what a worker's copy had encoded, the main process's
-# encoded again (a text extra's content became the base64 of its own data URI).
-_MAIN_ONLY_TYPES = (("pytest_html.basereport", "BaseReport"),)
+# encoded again (a text extra's content became the base64 of its own data URI). The others
+# write what the main process writes again when it replays the test.
+_MAIN_ONLY_TYPES = (
+    ("pytest_html.basereport", "BaseReport"),
+    # pytest-reportlog and the GitHub Actions annotations: a worker's copy wrote each record,
+    # or printed each annotation, a second time.
+    ("pytest_reportlog.plugin", "ReportLogPlugin"),
+    ("pytest_github_actions_annotate_failures.plugin", "_AnnotateErrors"),
+    ("pytest_github_actions_annotate_failures.plugin", "_AnnotateWarnings"),
+)
 
 
 class _QuietReporter:

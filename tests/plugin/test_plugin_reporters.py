@@ -1,0 +1,146 @@
+"""Reporting plugins under ``--ploop-workers``: what they write is what a serial run makes
+them write. Workers are forked after the main process configured, so they inherit plugin
+objects that xdist's workers never have; those that only report are left to the main
+process, which replays every test's reports to them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from plugin_support import Project, outcomes
+
+MIXED = """
+import warnings
+
+import pytest
+
+
+def test_pass():
+    pass
+
+
+def test_fail():
+    assert 1 == 2
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_param(i):
+    assert i != 1
+
+
+def test_warns():
+    warnings.warn(UserWarning("careful"))
+
+
+def test_skip():
+    pytest.skip("not here")
+"""
+
+MIXED_OUTCOMES = {"passed": 4, "failed": 2, "skipped": 1, "warnings": 1}
+MODES = {"serial": (), "ploop": ("--ploop-workers=2",)}
+
+
+def test_report_log_has_each_record_once(project: Project) -> None:
+    """Before: every test's records and every warning twice (the worker's inherited copy of
+    pytest-reportlog's plugin wrote them, then the main process's)."""
+    pytest.importorskip("pytest_reportlog")
+    project.pytester.makepyfile(test_mixed=MIXED)
+    records: dict[str, Counter[tuple[str, ...]]] = {}
+    for mode, args in MODES.items():
+        path = project.path / f"{mode}.jsonl"
+        result = project.run(f"--report-log={path}", *args)
+        assert outcomes(result) == MIXED_OUTCOMES
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        records[mode] = Counter(
+            (r["$report_type"], r.get("nodeid", ""), r.get("when", ""), r.get("outcome", ""))
+            for r in lines
+            if r["$report_type"] in ("TestReport", "WarningMessage")
+        )
+    assert records["ploop"] == records["serial"]
+    tests = [key for key in records["serial"] if key[0] == "TestReport"]
+    assert len(tests) == 7 * 3  # setup, call and teardown of each
+    assert set(records["serial"].values()) == {1}
+    assert records["serial"][("WarningMessage", "", "runtest", "")] == 1
+
+
+def test_github_annotations_are_printed_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: each ``::error`` and ``::warning`` line twice."""
+    pytest.importorskip("pytest_github_actions_annotate_failures")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    project.pytester.makepyfile(test_mixed=MIXED)
+    annotations = {}
+    for mode, args in MODES.items():
+        result = project.run(*args)
+        assert outcomes(result) == MIXED_OUTCOMES
+        annotations[mode] = Counter(  # printed to stderr; by a worker, to its stderr
+            line.split("::", 2)[1]
+            for line in result.outlines + result.errlines
+            if line.startswith(("::error ", "::warning "))
+        )
+    assert annotations["ploop"] == annotations["serial"]
+    assert sorted(annotations["serial"].elements()) == [
+        "error file=test_mixed.py,line=11",
+        "error file=test_mixed.py,line=16",
+        "warning file=test_mixed.py,line=20",
+    ]
+
+
+TEARDOWN_CONFTEST = """
+import pytest
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+"""
+
+TEARDOWN_TEST = """
+def test_it(broken_teardown):
+    pass
+"""
+
+
+def test_a_teardown_errors_traceback_is_a_serial_runs(project: Project) -> None:
+    """Before: with the fixture in a conftest, the traceback began in ploop's own teardown
+    wrapper (``result = yield``)."""
+    project.pytester.makeconftest(TEARDOWN_CONFTEST)
+    project.pytester.makepyfile(test_teardown=TEARDOWN_TEST)
+    sections = {}
+    for mode, args in MODES.items():
+        result = project.run(*args)
+        assert outcomes(result) == {"passed": 1, "errors": 1}
+        text = result.stdout.str()
+        sections[mode] = text[text.index("ERROR at teardown") : text.index("short test summary")]
+    assert sections["ploop"] == sections["serial"]
+    assert "raise RuntimeError" in sections["serial"]
+    assert "pytest_ploop" not in sections["ploop"]
+
+
+STAND_IN = """
+class StandIn:
+    # pytest-testmon deselects with an object that is not a test item and has no node id.
+    def __init__(self, config):
+        self.config = config
+
+
+def pytest_collection_modifyitems(config, items):
+    config.hook.pytest_deselected(items=[StandIn(config)])
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("--ploop-workers=2",)], ids=["serial", "ploop"])
+def test_a_deselected_item_without_a_node_id_is_no_error(
+    project: Project, args: tuple[str, ...]
+) -> None:
+    """Before: INTERNALERROR (ploop's duration recorder read its ``nodeid``), in any run with
+    ploop installed."""
+    project.pytester.makeconftest(STAND_IN)
+    project.pytester.makepyfile(test_teardown="def test_it():\n    pass\n")
+    result = project.run(*args)
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert outcomes(result) == {"passed": 1, "deselected": 1}  # as testmon reports it
