@@ -199,6 +199,7 @@ class TestRunner:
             _xdist_compat.as_xdist_worker(config, wconfig.index, wconfig.count, self.testrun_uid)
         _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
+        _label_tests_with_this_process(config)
         # A test's log records name the process as a serial run's do (%(processName)s), not
         # after the engine's worker process object.
         multiprocessing.current_process().name = "MainProcess"
@@ -309,6 +310,21 @@ def _leave_reporting_to_the_main_process(config: pytest.Config) -> None:
     if reporter is not None and not isinstance(reporter, _QuietReporter):
         manager.unregister(reporter)
         manager.register(_QuietReporter(reporter), "terminalreporter")
+
+
+def _label_tests_with_this_process(config: pytest.Config) -> None:
+    """allure-pytest labels each test with the process and thread that ran it (``thread``:
+    ``<pid>-MainThread``), read once when it configured: in the main process, before the
+    workers forked. Every test of a run was labelled with the main process, and Allure's
+    timeline drew the tests that ran at the same time on top of each other. A worker's tests
+    carry its own pid, as an xdist worker's do."""
+    listener = getattr(sys.modules.get("allure_pytest.listener"), "AllureListener", None)
+    tag = getattr(sys.modules.get("allure_commons.utils"), "thread_tag", None)
+    if not isinstance(listener, type) or not callable(tag):
+        return
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, listener) and hasattr(plugin, "_thread"):
+            plugin._thread = tag()
 
 
 def session_stop(exc: BaseException) -> dict[str, Any]:

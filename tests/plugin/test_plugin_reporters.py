@@ -144,3 +144,33 @@ def test_a_deselected_item_without_a_node_id_is_no_error(
     result = project.run(*args)
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     assert outcomes(result) == {"passed": 1, "deselected": 1}  # as testmon reports it
+
+
+ALLURE_TESTS = """
+import pytest
+
+import ploophelp
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_each(i):
+    ploophelp.log(i)
+"""
+
+
+def test_allure_labels_each_test_with_the_process_that_ran_it(project: Project) -> None:
+    """Before: every test carried the main process's pid, read when allure-pytest configured,
+    and Allure's timeline drew tests that ran at once on top of each other."""
+    pytest.importorskip("allure_pytest")
+    project.pytester.makepyfile(test_allure=ALLURE_TESTS)
+    results = project.path / "allure-results"
+    result = project.run(f"--alluredir={results}", "--ploop-workers=2")
+    assert outcomes(result) == {"passed": 4}
+    ran_in = {e.fields[0]: e.pid for e in project.events()}
+    labels = {}
+    for path in results.glob("*-result.json"):
+        data = json.loads(path.read_text())
+        thread = next(x["value"] for x in data["labels"] if x["name"] == "thread")
+        labels[data["parameters"][0]["value"]] = thread
+    assert sorted(labels) == ["0", "1", "2", "3"]
+    assert labels == {i: f"{pid}-MainThread" for i, pid in ran_in.items()}
