@@ -28,6 +28,7 @@ semaphore it grows into their slots, and still never takes a slot a worker needs
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -46,6 +47,20 @@ from ._engine._pool import Run, RunOptions, State
 from ._engine._workers import Workers
 
 RESIZE_EVERY_S = 0.1
+SLOT_LOCK_PREFIX = "fanout-slot-"
+
+
+class _QuietSlotLocks(logging.Filter):
+    """filelock logs each acquire and release at DEBUG. The slots' locks are this module's
+    own, taken around every test of a ``--ploop-workers`` run: their records filled the
+    users' ``--log-file`` and live logging at DEBUG. The user's own locks still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(a, str) and SLOT_LOCK_PREFIX in a for a in args)
+
+
+logging.getLogger("filelock").addFilter(_QuietSlotLocks())
 
 __all__ = ["BUDGET_ENV", "Plan", "Slots", "budget_size", "default_cap", "reraise_interrupt", "run"]
 
@@ -99,7 +114,8 @@ class Slots:
         return cls(Path(directory), budget_size(), workers, int(worker[1:]))
 
     def lock(self, i: int) -> filelock.BaseFileLock:
-        return filelock.FileLock(str(self.directory / f"fanout-slot-{i}.lock"), is_singleton=False)
+        path = str(self.directory / f"{SLOT_LOCK_PREFIX}{i}.lock")
+        return filelock.FileLock(path, is_singleton=False)
 
     def done_marker(self, i: int) -> Path:
         return self.directory / f"fanout-done-{i}"

@@ -3,22 +3,19 @@
 
 pytest's live-logging handler writes each record to the terminal as it is logged, under a
 ``live log setup`` / ``call`` / ``teardown`` heading. In a worker, that terminal is a file
-read only if the worker dies (for the crash report). So a worker's handler also keeps the
-records of those three phases, each with the phase and the number of the test's reports sent
-before it; they travel with the test's reports, and the main process hands them to its own
-live-logging handler at the point of the replay where a serial run logs them, before the
-report of their phase. The headings, the blank lines and the records' text come out as in a
-serial run; they appear when the test's reports arrive rather than as they are logged.
+read only if the worker dies (for the crash report). So a worker's handler also keeps each
+record, with the handler's phase and the number of the test's hook calls before it; the
+records travel with the test's reports, and the main process hands them to its own
+live-logging handler at the point of the replay where a serial run logs them. The headings,
+the blank lines and the records' text come out as in a serial run; they appear when the
+test's reports arrive rather than as they are logged.
 
-Records of the other phases (``start``, ``logreport``, ``finish``) come from the
-``pytest_runtest_log*`` hooks, which the main process calls again when it replays the test:
-they are logged there, once, as in a serial run.
-
-The log file is one file that every worker writes to as well (they inherit it, and each
-record is one write at the file's shared offset), so the records of the test phases need no
-help. A record logged by a ``pytest_runtest_log*`` hook is another matter: the worker calls
-the hook when its test runs, and the main process calls it again when it replays the test,
-so the file had it twice. A worker leaves such records to the main process.
+A record logged by a ``pytest_runtest_logstart``, ``logreport`` or ``logfinish`` hook is
+another matter: the worker calls the hook when its test runs, and the main process calls it
+again when it replays the test, and logs the record there. So a worker leaves such records
+(those of the thread that runs the hook, while it runs) to the main process, in live logging
+and in the log file. The log file is otherwise one file that every worker writes to as well
+(they inherit it, and each record is one write at the file's shared offset).
 
 The handlers are pytest's ``LoggingPlugin.log_cli_handler`` (a ``_LiveLoggingStreamHandler``)
 and ``log_file_handler``: private attributes, there is no public way to reach them.
@@ -29,16 +26,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 
-# One record kept in a worker: (reports sent before it, the handler's phase, the record).
-LiveRecord = tuple[int, str, dict[str, Any]]
-# The phases that run in the worker only: the test's own (pytest_runtest_setup, call and
-# teardown).
-_TEST_PHASES = ("setup", "call", "teardown")
+# One record kept in a worker: (the test's hook calls before it, the handler's phase, the
+# record).
+LiveRecord = tuple[int, str | None, dict[str, Any]]
 
 
 def _plugin_handler(config: pytest.Config, name: str) -> logging.Handler | None:
@@ -56,20 +52,61 @@ def _handler(config: pytest.Config) -> logging.Handler | None:
     return handler
 
 
-class InReplayedHook:
+class WorkerLogs:
     """In a worker: knows when a ``pytest_runtest_logstart``, ``logreport`` or ``logfinish``
-    hook runs, and as a logging filter, drops the records logged meanwhile (the main process
-    logs them when it calls the hook again)."""
+    hook runs, in which thread; keeps the live-logging records for the main process, and
+    keeps from the log file the records that such a hook logs (the main process logs them
+    when it calls the hook again). A record another thread logs meanwhile is the worker's."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config, calls: Callable[[], int]) -> None:
         self.depth = 0
+        self.thread = 0  # the thread that runs the hooks
+        self.records: list[LiveRecord] = []
+        self.calls = calls  # how many hook calls the running test has made
+        file = _plugin_handler(config, "log_file_handler")
+        if file is not None:
+            file.addFilter(self)
+        live = _handler(config)
+        self.live = live
+        if live is not None:
+            # The handler's own emit still writes to the worker's terminal, a file of the
+            # run: if the worker dies in a test, the test's crash report ends with what was
+            # logged.
+            self.write = live.emit
+            live.emit = self.keep  # type: ignore[method-assign]
+
+    def replayed(self, record: logging.LogRecord) -> bool:
+        """Whether a hook that the main process calls again logged ``record``."""
+        return self.depth > 0 and record.thread == self.thread
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not self.depth
+        return not self.replayed(record)
+
+    def keep(self, record: logging.LogRecord) -> None:
+        """The live-logging handler's ``emit``: write, and keep the record."""
+        self.write(record)
+        if self.replayed(record):
+            return
+        handler = self.live
+        assert handler is not None
+        when = getattr(handler, "_when", None)
+        self.records.append((self.calls(), when, _portable(handler, record)))
+
+    def new_test(self) -> None:
+        """A test starts: what was logged since the last one (another thread's records)
+        comes first in its replay."""
+        if self.records:
+            self.records = [(0, when, data) for _, when, data in self.records]
+
+    def take(self) -> list[LiveRecord] | None:
+        """The running test's records so far (``None``: none), and start afresh."""
+        records, self.records = self.records, []
+        return records or None
 
     @contextlib.contextmanager
     def _inside(self) -> Iterator[None]:
         self.depth += 1
+        self.thread = threading.get_ident()
         try:
             yield
         finally:
@@ -91,64 +128,31 @@ class InReplayedHook:
             return (yield)
 
 
-def file_once(config: pytest.Config) -> None:
-    """In a worker: the log file gets no record that a replayed hook logs here."""
-    handler = _plugin_handler(config, "log_file_handler")
-    if handler is not None:
-        hooks = InReplayedHook()
-        config.pluginmanager.register(hooks, "ploop-worker-replayed-hooks")
-        handler.addFilter(hooks)
-
-
-class Keeper:
-    """In a worker: takes the place of the live-logging handler's ``emit`` and keeps each
-    record of the running test for the main process."""
-
-    def __init__(self, handler: logging.Handler, reports: Callable[[], int]) -> None:
-        self.handler = handler
-        self.reports = reports  # how many of the running test's reports were sent
-        self.records: list[LiveRecord] = []
-        # The handler's own emit still writes to the worker's terminal, a file of the run: if
-        # the worker dies in a test, the test's crash report ends with what was logged.
-        self.write = handler.emit
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.write(record)
-        when = getattr(self.handler, "_when", None)
-        if when in _TEST_PHASES:
-            self.records.append((self.reports(), when, _portable(self.handler, record)))
-        # Logged in another phase: by a pytest_runtest_logstart, logreport or logfinish hook,
-        # which the main process calls again when it replays the test, and logs there.
-
-    def take(self) -> list[LiveRecord] | None:
-        """The running test's records so far (``None``: none), and start afresh."""
-        records, self.records = self.records, []
-        return records or None
-
-
-def keep_in_worker(config: pytest.Config, reports: Callable[[], int]) -> Keeper | None:
-    """Make this worker's live-logging handler keep its records (``reports()``: how many
-    of the running test's reports were sent so far). ``None`` when live logging is off."""
-    handler = _handler(config)
-    if handler is None:
-        return None
-    keeper = Keeper(handler, reports)
-    handler.emit = keeper.emit  # type: ignore[method-assign]
-    return keeper
+def in_worker(config: pytest.Config, calls: Callable[[], int]) -> WorkerLogs:
+    """Set up this worker's logging (``calls()``: how many of its hook calls
+    (``pytest_runtest_logstart``, ``logreport``, ``logfinish``) the running test has
+    made)."""
+    logs = WorkerLogs(config, calls)
+    config.pluginmanager.register(logs, "ploop-worker-logs")
+    return logs
 
 
 def _portable(handler: logging.Handler, record: logging.LogRecord) -> dict[str, Any]:
     """The record as a dict that pickles and that ``logging.makeLogRecord`` turns back into
     a record that formats the same: the message with its arguments merged, the exception as
     text (as ``logging.handlers.SocketHandler`` sends records). An attribute that does not
-    pickle (an ``extra=`` value) is sent as its repr."""
+    pickle (an ``extra=`` value) is sent as its ``str()``, which ``%(name)s`` shows. A
+    message whose arguments do not fit is sent as it is, to fail the same way there: the
+    handler prints the heading and drops the record, as in a serial run."""
     data = dict(record.__dict__)
-    data["msg"] = record.getMessage()
-    data["args"] = None
+    with contextlib.suppress(Exception):
+        data["msg"] = record.getMessage()
+        data["args"] = None
     if record.exc_info:
         if not record.exc_text:
             formatter = handler.formatter or logging.Formatter()
-            data["exc_text"] = formatter.formatException(record.exc_info)
+            with contextlib.suppress(Exception):
+                data["exc_text"] = formatter.formatException(record.exc_info)
         data["exc_info"] = None
     data.pop("message", None)
     try:
@@ -158,27 +162,34 @@ def _portable(handler: logging.Handler, record: logging.LogRecord) -> dict[str, 
             try:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
-                data[key] = repr(value)
+                data[key] = _text(value)
     return data
+
+
+def _text(value: object) -> str:
+    for show in (str, repr):
+        with contextlib.suppress(Exception):
+            return show(value)
+    return f"<unprintable {type(value).__name__}>"
 
 
 class Replay:
     """In the main process: prints one test's kept records through the live-logging
     handler, in the order they were logged, each at the point of the test's replay where a
-    serial run logs it: before the report of the phase it was logged in."""
+    serial run logs it: among the same hook calls."""
 
     def __init__(self, handler: logging.Handler | None, records: list[LiveRecord] | None):
         self.handler = handler
         self.records = records or []
         self.pos = 0
 
-    def until(self, sent: int) -> None:
-        """Print the records logged before the worker had sent ``sent`` of the test's
-        reports."""
+    def until(self, made: int | None) -> None:
+        """Print the records logged before the worker had made ``made`` of the test's hook
+        calls (``None``: all that are left)."""
         handler, records = self.handler, self.records
         while self.pos < len(records) and handler is not None:
             before, when, data = records[self.pos]
-            if before > sent:
+            if made is not None and before > made:
                 return
             self.pos += 1
             if getattr(handler, "_when", None) != when:

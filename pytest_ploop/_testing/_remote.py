@@ -44,12 +44,31 @@ class _Collector:
         self.last_in_task = False
         self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
         self.leaving: int | None = None  # the chunk after which this worker leaves
-        # Live logging's records (log_cli), kept for the main process to print.
-        self.live = _logs.keep_in_worker(config, lambda: len(self.reports))
+        # The test's hook calls, in order: "s" (pytest_runtest_logstart), "r" (a report:
+        # pytest_runtest_logreport), "f" (pytest_runtest_logfinish). Usually one start, the
+        # reports, one finish; pytest-rerunfailures starts and finishes each try.
+        self.calls: list[str] = []
+        # Live logging's records (log_cli), kept for the main process to print, each with
+        # the number of the test's hook calls before it.
+        self.logs = _logs.in_worker(config, lambda: len(self.calls))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(serialize_report(self.config, report))
+        self.calls.append("r")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logstart(self) -> None:
+        self.calls.append("s")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self) -> None:
+        self.calls.append("f")
+
+    def unusual_calls(self) -> str | None:
+        """The hook calls, unless they are the usual ones."""
+        calls = "".join(self.calls)
+        return None if calls == "s" + "r" * len(self.reports) + "f" else calls
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
@@ -131,7 +150,8 @@ class TestRunner:
             item = self.items[index]
             after = group[k + 1] if k + 1 < len(group) else following
             nextitem = self.items[after] if after is not None else None
-            collector.reports, collector.warnings = [], []
+            collector.reports, collector.warnings, collector.calls = [], [], []
+            collector.logs.new_test()
             collector.last_in_task = k + 1 == len(group)
             self.tests_run += 1
             stop = None
@@ -153,9 +173,14 @@ class TestRunner:
             # record_testsuite_property() (in the test or a fixture it set up) adds to this
             # worker's copy of the --junitxml writer: the main process's writes the file.
             suite = xml.global_properties[recorded:] if xml is not None else []
-            props = (os.getpid(), suite) if suite else None
-            live = collector.live.take() if collector.live is not None else None
-            _worker.emit((index, collector.reports, collector.warnings, peak, stop, props, live))
+            more: dict[str, Any] = {}
+            if suite:
+                more["props"] = (os.getpid(), suite)
+            if live := collector.logs.take():
+                more["live"] = live
+            if calls := collector.unusual_calls():
+                more["calls"] = calls
+            _worker.emit((index, collector.reports, collector.warnings, peak, stop, more or None))
             if stop is not None:
                 _worker.leave()  # this worker's session ends too: exit hooks tear down
         return len(group)
@@ -200,6 +225,7 @@ class TestRunner:
         _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
         _label_tests_with_this_process(config)
+        _testmon_saves_in_the_main_process(config)
         # A test's log records name the process as a serial run's do (%(processName)s), not
         # after the engine's worker process object.
         multiprocessing.current_process().name = "MainProcess"
@@ -221,7 +247,6 @@ class TestRunner:
         if self.max_tests is not None or self.max_rss is not None:
             self.collector.retire = self._retire
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
-        _logs.file_once(config)
         _worker.BEFORE_EXIT.append(self.before_exit)
         factory = getattr(config, "_tmp_path_factory", None)  # after _own_basetemp
         info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count, factory)
@@ -244,15 +269,23 @@ def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
     directory, read only if the worker dies (``_reports.last_output``): what a plugin wrote
     there before ending the process (pytest-timeout's stacks, with ``--timeout-method=thread``)
     then reaches the crash report. (``_tw`` is the reporter's writer;
-    ``config.get_terminal_writer()`` returns it.)"""
+    ``config.get_terminal_writer()`` returns it.)
+
+    So does the reporter that live logging writes to, when a plugin (pytest-sugar,
+    pytest-relaxed) put a reporter of its own in pytest's place after the logging plugin had
+    taken pytest's: the worker wrote each record to the real terminal."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    live = getattr(config.pluginmanager.get_plugin("logging-plugin"), "log_cli_handler", None)
+    reporters = [r for r in (reporter, getattr(live, "stream", None)) if hasattr(r, "_tw")]
+    if reporters:
         from _pytest._io import TerminalWriter
 
         run_dir = os.environ.get("PLOOP_RUN_DIR")
         path = output_file(run_dir, worker_id, os.getpid(), "tw") if run_dir else os.devnull
         # Line-buffered: a plugin that ends the process with os._exit() loses nothing.
-        reporter._tw = TerminalWriter(open(path, "w", buffering=1))  # noqa: SIM115
+        writer = TerminalWriter(open(path, "w", buffering=1))  # noqa: SIM115
+        for each in reporters:
+            each._tw = writer
 
 
 # Plugins that only report: each test's reports reach them in the main process, which replays
@@ -325,6 +358,17 @@ def _label_tests_with_this_process(config: pytest.Config) -> None:
     for plugin in config.pluginmanager.get_plugins():
         if isinstance(plugin, listener) and hasattr(plugin, "_thread"):
             plugin._thread = tag()
+
+
+def _testmon_saves_in_the_main_process(config: pytest.Config) -> None:
+    """pytest-testmon reads its role once, when it configures: a worker (xdist's) leaves the
+    saving of each test's fingerprints to the main process, which gets them with the test's
+    reports. A ploop worker, forked after that, took itself for a serial run and wrote them
+    to testmon's database itself, through the SQLite connection of the main process (which
+    SQLite says not to use after a fork), and the main process wrote them again."""
+    collect = config.pluginmanager.get_plugin("TestmonCollect")
+    if getattr(collect, "_running_as", None) == "single":
+        collect._running_as = "worker"  # type: ignore[union-attr]
 
 
 def session_stop(exc: BaseException) -> dict[str, Any]:

@@ -323,13 +323,14 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak, stop, props, live) = run.emitted.popleft()
+            _task, wid, (index, reports, warns, peak, stop, more) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
-            if props is not None:
-                self._suite_properties(*props)
+            more = more or {}
+            if "props" in more:
+                self._suite_properties(*more["props"])
             if index in self._done:  # never report a test twice
                 continue
-            self._replay(index, reports, warns, live)
+            self._replay(index, reports, warns, more.get("live"), more.get("calls"))
             self._done.add(index)
             if stop is not None and "shouldstop" in stop:
                 # Set in the worker's session: pytest stops this one after the test as it
@@ -362,7 +363,12 @@ class ParallelSession:
         reports: list[dict[str, Any]],
         warns: list[Any],
         live: list[LiveRecord] | None = None,
+        calls: str | None = None,
     ) -> None:
+        """Call the hooks that the worker called for the test, in its order: logstart, each
+        report, logfinish (``calls``, when the worker called them otherwise: pytest-
+        rerunfailures starts and finishes each try), with its live-logging records where
+        they were logged among them."""
         item = self._items[index]
         ihook = item.ihook
         # The worker computed the location for its reports (``item.location`` costs a good
@@ -370,16 +376,21 @@ class ParallelSession:
         location = reports[0].get("location") if reports else None
         location = tuple(location) if location else item.location
         logged = _logs.replay(self.config, live)
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
-        for sent, data in enumerate(reports):
-            report = deserialize_report(self.config, data)
-            if report.failed:
-                self._failed.add(index)
-            logged.until(sent)
-            ihook.pytest_runtest_logreport(report=report)
-            self._keep_first_stop(item.session)
-        logged.until(len(reports))
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
+        sent = 0
+        for made, call in enumerate(calls or "s" + "r" * len(reports) + "f"):
+            logged.until(made)
+            if call == "r":
+                report = deserialize_report(self.config, reports[sent])
+                sent += 1
+                if report.failed:
+                    self._failed.add(index)
+                ihook.pytest_runtest_logreport(report=report)
+                self._keep_first_stop(item.session)
+            elif call == "s":
+                ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=location)
+            else:
+                ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=location)
+        logged.until(None)  # logged after them
         for data in warns:
             self.config.hook.pytest_warning_recorded.call_historic(
                 kwargs=dict(

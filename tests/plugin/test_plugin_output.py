@@ -315,3 +315,154 @@ def test_a_crashed_tests_report_ends_with_its_live_log(project: Project) -> None
     ), report
     # The test that passed: printed once, by the main process.
     assert text.count("a fine test") == 1
+
+
+ODD_LOGS_CONFTEST = """
+import pytest
+
+STATE = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid):
+    # A thread of the test logs while this hook runs (in the process that ran the test).
+    thread = STATE.pop("thread", None)
+    if thread is not None:
+        STATE["go"].set()
+        thread.join()
+"""
+
+ODD_LOGS = """
+import logging
+import os
+import threading
+
+import pytest
+
+from conftest import STATE
+
+log = logging.getLogger("odd")
+
+
+class Thing:
+    def __init__(self):
+        self.lock = threading.Lock()  # does not pickle
+
+    def __str__(self):
+        return "str of thing"
+
+
+@pytest.fixture
+def resource():
+    log.info("fixture up")
+    yield
+    log.info("fixture down")
+
+
+def test_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            log.warning("inside subtest %d", i)
+            assert i != 1
+    log.warning("after the subtests")
+
+
+@pytest.mark.flaky(reruns=1)
+def test_rerun(resource, tmp_path_factory):
+    marker = tmp_path_factory.getbasetemp() / "tried"
+    log.warning("try %s", "again" if marker.exists() else "first")
+    if not marker.exists():
+        marker.touch()
+        raise AssertionError("the first try fails")
+
+
+def test_bad_arguments():
+    log.warning("two placeholders %s %s", "one")
+
+
+def test_thread_logs_in_logfinish():
+    go = threading.Event()
+
+    def later():
+        go.wait()
+        log.warning("from a thread while pytest is in logfinish")
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    STATE["go"], STATE["thread"] = go, thread
+    log.info("in the test")
+
+
+def test_extra():
+    log.warning("with an extra", extra={"thing": Thing()})
+"""
+
+
+def _odd_lines(result: pytest.RunResult) -> list[str]:
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if line.startswith("collected"))
+    end = next(i for i, line in enumerate(lines) if "short test summary info" in line)
+    return [re.sub(r" at 0x[0-9a-f]+|\[\s*\d+%\]", "", line).rstrip() for line in lines[start:end]]
+
+
+def test_live_logging_of_subtests_reruns_threads_and_odd_records(project: Project) -> None:
+    """Before, under --ploop-workers: the records after a subtest's report, another
+    thread's records during a pytest_runtest_log* hook, and a rerun's test line were
+    missing; ploop's own lock records were printed (DEBUG); a message whose arguments do not
+    fit failed through ploop's frames; an extra that does not pickle was shown by repr()."""
+    pytest.importorskip("pytest_rerunfailures")
+    project.pytester.makeini(INI.replace(" -p no:rerunfailures", ""))
+    project.pytester.makeconftest(ODD_LOGS_CONFTEST)
+    project.pytester.makepyfile(test_odd=ODD_LOGS)
+    flags = ("-p", "no:randomly", "--log-cli-level=DEBUG")
+    serial = project.run(*flags)
+    parallel = project.run(*flags, "--ploop-workers=2", "--ploop-dist=file")
+    assert outcomes(serial) == outcomes(parallel)
+    assert outcomes(serial)["rerun"] == 1
+    assert _odd_lines(parallel) == _odd_lines(serial)
+    text = "\n".join(_odd_lines(serial))
+    for expected in (
+        "after the subtests",
+        "try again",
+        "from a thread while pytest is in logfinish",
+        "not enough arguments for format string",
+    ):
+        assert expected in text
+    assert "filelock" not in text
+    extra = ("-k", "test_extra", "--log-cli-format=%(message)s: %(thing)s")
+    for args in ((), ("--ploop-workers=2",)):
+        project.run(*flags, *extra, *args).stdout.fnmatch_lines(["with an extra: str of thing"])
+
+
+OWN_REPORTER_CONFTEST = """
+import pytest
+from _pytest.terminal import TerminalReporter
+
+
+class OwnReporter(TerminalReporter):
+    pass
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    # As pytest-sugar and pytest-relaxed do, after the logging plugin took pytest's reporter.
+    standard = config.pluginmanager.getplugin("terminalreporter")
+    config.pluginmanager.unregister(standard)
+    config.pluginmanager.register(OwnReporter(config), "terminalreporter")
+"""
+
+
+def test_live_logging_through_a_plugins_own_reporter_is_printed_once(project: Project) -> None:
+    """Before: each record twice, the worker's copy written to the real terminal through
+    the reporter that the logging plugin had kept."""
+    project.pytester.makeconftest(OWN_REPORTER_CONFTEST)
+    project.pytester.makepyfile(test_alpha=LIVE_LOG_ALPHA)
+    flags = ("-p", "no:randomly", "--log-cli-level=INFO")
+    serial = project.run(*flags)
+    parallel = project.run(*flags, "--ploop-workers=2")
+    assert outcomes(parallel) == outcomes(serial) == {"passed": 5, "failed": 1}
+    for result in (serial, parallel):
+        text = result.stdout.str() + result.stderr.str()
+        assert text.count("setting up") == 1
+        assert text.count("running with 1") == 1
+        assert "live log finish" not in text

@@ -174,3 +174,63 @@ def test_allure_labels_each_test_with_the_process_that_ran_it(project: Project) 
         labels[data["parameters"][0]["value"]] = thread
     assert sorted(labels) == ["0", "1", "2", "3"]
     assert labels == {i: f"{pid}-MainThread" for i, pid in ran_in.items()}
+
+
+TESTMON_CONFTEST = """
+import os
+
+import pytest
+
+MAIN = os.getpid()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    data = getattr(config, "testmon_data", None)
+    if data is None:
+        return
+    save = data.save_test_execution_file_fps
+
+    def logged(fingerprints, *args, **kwargs):
+        with open("saves.log", "a") as file:
+            file.write(f"{'main' if os.getpid() == MAIN else 'worker'} {len(fingerprints)}\\n")
+        return save(fingerprints, *args, **kwargs)
+
+    data.save_test_execution_file_fps = logged
+"""
+
+TESTMON_TESTS = """
+import pytest
+
+import calc
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_add(i):
+    assert calc.add(i, 1) == i + 1
+"""
+
+
+def test_testmon_fingerprints_are_saved_by_the_main_process(project: Project) -> None:
+    """Before: each worker saved its tests' fingerprints to testmon's database through the
+    main process's SQLite connection, which it inherited in the fork, and the main process
+    saved them again."""
+    pytest.importorskip("testmon")
+    project.pytester.makeconftest(TESTMON_CONFTEST)
+    project.pytester.makepyfile(calc="def add(a, b):\n    return a + b\n")
+    project.pytester.makepyfile(test_calc=TESTMON_TESTS)
+    saves = {}
+    for mode, args in MODES.items():
+        (project.path / ".testmondata").unlink(missing_ok=True)
+        (project.path / "saves.log").unlink(missing_ok=True)
+        first = project.run("--testmon", *args, cache=True)
+        assert outcomes(first) == {"passed": 4}
+        log = (project.path / "saves.log").read_text().split()
+        saves[mode] = sorted(zip(log[::2], map(int, log[1::2]), strict=True))
+        # What was saved is what testmon selects from: nothing changed, nothing runs.
+        second = project.run("--testmon", *args, cache=True)
+        assert second.ret == 0  # testmon's own exit code for "nothing to run"
+        second.stdout.fnmatch_lines(["collected 0 items", "*no tests ran*"])
+    # The main process saves them all, in batches of the tests' teardowns as they come.
+    assert {who for who, _ in saves["ploop"]} == {who for who, _ in saves["serial"]} == {"main"}
+    assert sum(n for _, n in saves["ploop"]) == sum(n for _, n in saves["serial"])
