@@ -276,7 +276,9 @@ def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
     taken pytest's: the worker wrote each record to the real terminal."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     live = getattr(config.pluginmanager.get_plugin("logging-plugin"), "log_cli_handler", None)
-    reporters = [r for r in (reporter, getattr(live, "stream", None)) if hasattr(r, "_tw")]
+    reporters: list[Any] = [
+        r for r in (reporter, getattr(live, "stream", None)) if hasattr(r, "_tw")
+    ]
     if reporters:
         from _pytest._io import TerminalWriter
 
