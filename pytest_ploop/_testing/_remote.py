@@ -39,7 +39,10 @@ class _Collector:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.reports: list[dict[str, Any]] = []
+        # Serialized when the test has ended: a hook called after a report was logged can
+        # still change it (pytest_exception_interact: pytest-ruff puts its own message in),
+        # and a serial run shows the report as it is at the end.
+        self.reports: list[pytest.TestReport] = []
         self.warnings: list[dict[str, Any]] = []
         self.last_in_task = False
         self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
@@ -54,7 +57,7 @@ class _Collector:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.reports.append(serialize_report(self.config, report))
+        self.reports.append(report)
         self.calls.append("r")
 
     @pytest.hookimpl(trylast=True)
@@ -180,7 +183,8 @@ class TestRunner:
                 more["live"] = live
             if calls := collector.unusual_calls():
                 more["calls"] = calls
-            _worker.emit((index, collector.reports, collector.warnings, peak, stop, more or None))
+            reports = [serialize_report(collector.config, r) for r in collector.reports]
+            _worker.emit((index, reports, collector.warnings, peak, stop, more or None))
             if stop is not None:
                 _worker.leave()  # this worker's session ends too: exit hooks tear down
         return len(group)

@@ -234,3 +234,26 @@ def test_testmon_fingerprints_are_saved_by_the_main_process(project: Project) ->
     # The main process saves them all, in batches of the tests' teardowns as they come.
     assert {who for who, _ in saves["ploop"]} == {who for who, _ in saves["serial"]} == {"main"}
     assert sum(n for _, n in saves["ploop"]) == sum(n for _, n in saves["serial"])
+
+
+INTERACT_CONFTEST = """
+def pytest_exception_interact(node, call, report):
+    # As pytest-ruff does: its own message, put in after the report was logged.
+    report.longrepr = "the plugin's own message"
+"""
+
+
+def test_a_report_changed_after_it_was_logged_reads_as_in_a_serial_run(
+    project: Project,
+) -> None:
+    """Before: the failure showed pytest's traceback, as under xdist: the worker had sent
+    the report when ``pytest_runtest_logreport`` saw it, before the change."""
+    project.pytester.makeconftest(INTERACT_CONFTEST)
+    project.pytester.makepyfile(test_fails="def test_fails():\n    assert 0\n")
+    for args in MODES.values():
+        result = project.run(*args)
+        assert outcomes(result) == {"failed": 1}
+        text = result.stdout.str()
+        failure = text[text.index("_ test_fails _") : text.index("short test summary")]
+        assert "the plugin's own message" in failure
+        assert "assert 0" not in failure
