@@ -95,13 +95,27 @@ class WorkerLogs:
     def new_test(self) -> None:
         """A test starts: what was logged since the last one (another thread's records)
         comes first in its replay."""
-        if self.records:
-            self.records = [(0, when, data) for _, when, data in self.records]
+        with self._locked():
+            if self.records:
+                self.records = [(0, when, data) for _, when, data in self.records]
 
     def take(self) -> list[LiveRecord] | None:
         """The running test's records so far (``None``: none), and start afresh."""
-        records, self.records = self.records, []
+        with self._locked():
+            records, self.records = self.records, []
         return records or None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # The handler's lock, which its emit (keep) runs under: other threads log too.
+        if self.live is None:
+            yield
+            return
+        self.live.acquire()
+        try:
+            yield
+        finally:
+            self.live.release()
 
     @contextlib.contextmanager
     def _inside(self) -> Iterator[None]:
@@ -203,5 +217,6 @@ _NOTHING = Replay(None, None)
 
 
 def replay(config: pytest.Config, records: list[LiveRecord] | None) -> Replay:
-    """A :class:`Replay` of ``records`` (those a worker's :class:`Keeper` took for a test)."""
+    """A :class:`Replay` of ``records`` (what a worker's :class:`WorkerLogs` took for a
+    test)."""
     return Replay(_handler(config), records) if records else _NOTHING
