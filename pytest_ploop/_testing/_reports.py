@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sys
 import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ _Impls = tuple[tuple[Callable[..., Any], tuple[str, ...]], ...]
 _DIRECT = pytest.StashKey[tuple[_Impls | None, _Impls | None]]()
 _LONGREPR = "ploop_longrepr"  # a report's longrepr object, pickled (see serialize_report)
 _SUBTESTS_FAILED = "ploop_subtests_failed"  # the worker's count (see _failed_subtests)
+_BDD = "ploop_bdd_scenario"  # pytest-bdd's scenario of the report (see _bdd_contexts)
 _SUBTESTS_KEY: Any = None  # pytest's stash key of that count; False before pytest 9
 
 
@@ -76,6 +78,9 @@ def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[s
         counts = _failed_subtests(config)
         if counts and counts.get(report.id):
             data[_SUBTESTS_FAILED] = counts[report.id]
+    registry, _ = _bdd_contexts()
+    if registry is not None and (context := registry.get(report)) is not None:
+        data[_BDD] = (context.scenario, context.name)
     longrepr = report.longrepr
     if isinstance(data.get("longrepr"), str) and not isinstance(longrepr, str):
         try:
@@ -89,6 +94,7 @@ def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.Te
     """The report back from :func:`serialize_report`."""
     pickled = data.pop(_LONGREPR, None)
     subtests_failed = data.pop(_SUBTESTS_FAILED, 0)
+    scenario = data.pop(_BDD, None)
     impls = _direct(config)[1]
     report: pytest.TestReport
     if impls is not None:
@@ -100,6 +106,10 @@ def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.Te
         counts = _failed_subtests(config)
         if counts is not None:
             counts[report.id] = subtests_failed
+    if scenario is not None:
+        registry, context = _bdd_contexts()
+        if registry is not None and context is not None:
+            registry[report] = context(scenario=scenario[0], name=scenario[1])
     text = report.longrepr
     if pickled is not None and isinstance(text, str):
         try:
@@ -107,6 +117,19 @@ def deserialize_report(config: pytest.Config, data: dict[str, Any]) -> pytest.Te
         except Exception:  # its class is gone here
             report.longrepr = _ReprText(text)
     return report
+
+
+def _bdd_contexts() -> tuple[Any, Any]:
+    """pytest-bdd's table of each report's scenario (its steps, their outcomes and times,
+    as plain data), and the class of its entries; ``(None, None)`` without pytest-bdd.
+
+    pytest-bdd's cucumber JSON report and its gherkin terminal reporter read a report's
+    scenario there, keyed by the report object itself, which stays in the process that made
+    it: under xdist the cucumber report is empty. A worker's entry travels with the report
+    and is entered again for the report the main process rebuilds."""
+    module = sys.modules.get("pytest_bdd.reporting")
+    registry = getattr(module, "test_report_context_registry", None)
+    return registry, getattr(module, "ReportContext", None) if registry is not None else None
 
 
 def _failed_subtests(config: pytest.Config) -> Any:

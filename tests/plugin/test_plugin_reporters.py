@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from plugin_support import Project, outcomes
@@ -257,3 +258,71 @@ def test_a_report_changed_after_it_was_logged_reads_as_in_a_serial_run(
         failure = text[text.index("_ test_fails _") : text.index("short test summary")]
         assert "the plugin's own message" in failure
         assert "assert 0" not in failure
+
+
+FEATURE = """\
+Feature: Cucumbers
+    Scenario: Eating
+        Given there are 12 cucumbers
+        When I eat 5 cucumbers
+        Then I should have 7 cucumbers
+
+    Scenario Outline: Eating more
+        Given there are <start> cucumbers
+        When I eat <eat> cucumbers
+        Then I should have <left> cucumbers
+
+        Examples:
+        | start | eat | left |
+        |  12   |  5  |  7   |
+        |  20   |  5  |  14  |
+"""
+
+STEPS = """
+from pytest_bdd import given, parsers, scenarios, then, when
+
+scenarios("cucumbers.feature")
+
+
+@given(parsers.parse("there are {start:d} cucumbers"), target_fixture="cucumbers")
+def cucumbers(start):
+    return {"count": start}
+
+
+@when(parsers.parse("I eat {eat:d} cucumbers"))
+def eat(cucumbers, eat):
+    cucumbers["count"] -= eat
+
+
+@then(parsers.parse("I should have {left:d} cucumbers"))
+def should_have(cucumbers, left):
+    assert cucumbers["count"] == left
+"""
+
+
+def _cucumber_steps(path: Path) -> list[tuple[str, str, str, str]]:
+    """Each step of each scenario: (scenario id, keyword, name, status), sorted."""
+    steps = []
+    for feature in json.loads(path.read_text()):
+        for element in feature["elements"]:
+            for step in element["steps"]:
+                keyword, name = step["keyword"], step["name"]
+                steps.append((element["id"], keyword, name, step["result"]["status"]))
+    return sorted(steps)
+
+
+def test_pytest_bdd_cucumber_report_is_a_serial_runs(project: Project) -> None:
+    """Before: empty (``[]``), as under xdist: pytest-bdd keeps each report's scenario in a
+    table keyed by the report object, which stayed in the worker."""
+    pytest.importorskip("pytest_bdd")
+    (project.path / "cucumbers.feature").write_text(FEATURE)
+    project.pytester.makepyfile(test_cucumbers=STEPS)
+    steps = {}
+    for mode, args in MODES.items():
+        path = project.path / f"{mode}.json"
+        result = project.run(f"--cucumberjson={path}", *args)
+        assert outcomes(result) == {"passed": 2, "failed": 1}
+        steps[mode] = _cucumber_steps(path)
+    assert steps["ploop"] == steps["serial"]
+    assert len(steps["serial"]) == 9
+    assert [s[3] for s in steps["serial"]].count("failed") == 1
