@@ -36,7 +36,8 @@ from tests.processes import clear_inner_run_env
 INI = """\
 [pytest]
 addopts = --strict-markers -p no:hypothesispytest -p no:benchmark -p no:cov -p no:rerunfailures
-    -p no:syrupy -p no:html
+    -p no:syrupy -p no:html -p no:allure_pytest -p no:pytest-testmon -p no:pytest-bdd
+    -p no:pytest_reportlog -p no:pytest_github_actions_annotate_failures
 faulthandler_timeout = 60
 """
 

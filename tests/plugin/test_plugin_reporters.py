@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from plugin_support import Project, outcomes
+from plugin_support import INI, Project, outcomes
 
 MIXED = """
 import warnings
@@ -43,10 +43,17 @@ MIXED_OUTCOMES = {"passed": 4, "failed": 2, "skipped": 1, "warnings": 1}
 MODES = {"serial": (), "ploop": ("--ploop-workers=2",)}
 
 
+def _load(project: Project, plugin: str) -> None:
+    """Let the inner runs load ``plugin`` (the project's ini keeps it out)."""
+    assert f" -p no:{plugin}" in INI
+    project.pytester.makeini(INI.replace(f" -p no:{plugin}", ""))
+
+
 def test_report_log_has_each_record_once(project: Project) -> None:
     """Before: every test's records and every warning twice (the worker's inherited copy of
     pytest-reportlog's plugin wrote them, then the main process's)."""
     pytest.importorskip("pytest_reportlog")
+    _load(project, "pytest_reportlog")
     project.pytester.makepyfile(test_mixed=MIXED)
     records: dict[str, Counter[tuple[str, ...]]] = {}
     for mode, args in MODES.items():
@@ -71,6 +78,7 @@ def test_github_annotations_are_printed_once(
 ) -> None:
     """Before: each ``::error`` and ``::warning`` line twice."""
     pytest.importorskip("pytest_github_actions_annotate_failures")
+    _load(project, "pytest_github_actions_annotate_failures")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     project.pytester.makepyfile(test_mixed=MIXED)
     annotations = {}
@@ -163,6 +171,7 @@ def test_allure_labels_each_test_with_the_process_that_ran_it(project: Project) 
     """Before: every test carried the main process's pid, read when allure-pytest configured,
     and Allure's timeline drew tests that ran at once on top of each other."""
     pytest.importorskip("allure_pytest")
+    _load(project, "allure_pytest")
     project.pytester.makepyfile(test_allure=ALLURE_TESTS)
     results = project.path / "allure-results"
     result = project.run(f"--alluredir={results}", "--ploop-workers=2")
@@ -217,6 +226,7 @@ def test_testmon_fingerprints_are_saved_by_the_main_process(project: Project) ->
     main process's SQLite connection, which it inherited in the fork, and the main process
     saved them again."""
     pytest.importorskip("testmon")
+    _load(project, "pytest-testmon")
     project.pytester.makeconftest(TESTMON_CONFTEST)
     project.pytester.makepyfile(calc="def add(a, b):\n    return a + b\n")
     project.pytester.makepyfile(test_calc=TESTMON_TESTS)
@@ -315,6 +325,7 @@ def test_pytest_bdd_cucumber_report_is_a_serial_runs(project: Project) -> None:
     """Before: empty (``[]``), as under xdist: pytest-bdd keeps each report's scenario in a
     table keyed by the report object, which stayed in the worker."""
     pytest.importorskip("pytest_bdd")
+    _load(project, "pytest-bdd")
     (project.path / "cucumbers.feature").write_text(FEATURE)
     project.pytester.makepyfile(test_cucumbers=STEPS)
     steps = {}
