@@ -27,7 +27,7 @@ import contextlib
 import logging
 import pickle
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -53,16 +53,22 @@ def _handler(config: pytest.Config) -> logging.Handler | None:
 
 
 class WorkerLogs:
-    """In a worker: knows when a ``pytest_runtest_logstart``, ``logreport`` or ``logfinish``
-    hook runs, in which thread; keeps the live-logging records for the main process, and
-    keeps from the log file the records that such a hook logs (the main process logs them
-    when it calls the hook again). A record another thread logs meanwhile is the worker's."""
+    """In a worker: counts the running test's ``pytest_runtest_logstart``, ``logreport`` and
+    ``logfinish`` calls and knows when one runs, in which thread; keeps the live-logging
+    records for the main process, and keeps from the log file the records that such a hook
+    logs (the main process logs them when it calls the hook again). A record another thread
+    logs meanwhile is the worker's."""
 
-    def __init__(self, config: pytest.Config, calls: Callable[[], int]) -> None:
+    def __init__(self, config: pytest.Config) -> None:
         self.depth = 0
         self.thread = 0  # the thread that runs the hooks
+        self.started = False  # whether this worker's first test has started
         self.records: list[LiveRecord] = []
-        self.calls = calls  # how many hook calls the running test has made
+        # The running test's hook calls, in order, each counted as it starts (a record that
+        # another thread logs while it runs comes after it): "s" (pytest_runtest_logstart),
+        # "r" (a report: logreport), "f" (logfinish). Usually one start, the reports, one
+        # finish; pytest-rerunfailures starts and finishes each try.
+        self.calls: list[str] = []
         file = _plugin_handler(config, "log_file_handler")
         if file is not None:
             file.addFilter(self)
@@ -90,14 +96,26 @@ class WorkerLogs:
         handler = self.live
         assert handler is not None
         when = getattr(handler, "_when", None)
-        self.records.append((self.calls(), when, _portable(handler, record)))
+        if not self.started:
+            # Before this worker's first test: the phase is the main process's when it forked
+            # ("collection"), which a serial run has for its first test only. None: the
+            # record goes under the phase of the replay (the test before's "finish").
+            when = None
+        self.records.append((len(self.calls), when, _portable(handler, record)))
 
     def new_test(self) -> None:
         """A test starts: what was logged since the last one (another thread's records)
         comes first in its replay."""
+        self.calls = []
         with self._locked():
             if self.records:
                 self.records = [(0, when, data) for _, when, data in self.records]
+
+    def unusual_calls(self, reports: int) -> str | None:
+        """The running test's hook calls, unless they are the usual ones for ``reports``
+        reports (``None``)."""
+        calls = "".join(self.calls)
+        return None if calls == "s" + "r" * reports + "f" else calls
 
     def take(self) -> list[LiveRecord] | None:
         """The running test's records so far (``None``: none), and start afresh."""
@@ -118,7 +136,8 @@ class WorkerLogs:
             self.live.release()
 
     @contextlib.contextmanager
-    def _inside(self) -> Iterator[None]:
+    def _inside(self, call: str) -> Iterator[None]:
+        self.calls.append(call)
         self.depth += 1
         self.thread = threading.get_ident()
         try:
@@ -128,25 +147,24 @@ class WorkerLogs:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logstart(self) -> Generator[None]:
-        with self._inside():
+        self.started = True
+        with self._inside("s"):
             return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self) -> Generator[None]:
-        with self._inside():
+        with self._inside("r"):
             return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logfinish(self) -> Generator[None]:
-        with self._inside():
+        with self._inside("f"):
             return (yield)
 
 
-def in_worker(config: pytest.Config, calls: Callable[[], int]) -> WorkerLogs:
-    """Set up this worker's logging (``calls()``: how many of its hook calls
-    (``pytest_runtest_logstart``, ``logreport``, ``logfinish``) the running test has
-    made)."""
-    logs = WorkerLogs(config, calls)
+def in_worker(config: pytest.Config) -> WorkerLogs:
+    """Set up this worker's logging."""
+    logs = WorkerLogs(config)
     config.pluginmanager.register(logs, "ploop-worker-logs")
     return logs
 
@@ -206,7 +224,7 @@ class Replay:
             if made is not None and before > made:
                 return
             self.pos += 1
-            if getattr(handler, "_when", None) != when:
+            if when is not None and getattr(handler, "_when", None) != when:
                 # pytest's runtest hooks set the phase in a serial run, and the replay calls
                 # none of them.
                 handler.set_when(when)  # type: ignore[attr-defined]

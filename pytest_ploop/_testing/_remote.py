@@ -47,31 +47,13 @@ class _Collector:
         self.last_in_task = False
         self.retire: Callable[[], bool] | None = None  # whether to replace this worker now
         self.leaving: int | None = None  # the chunk after which this worker leaves
-        # The test's hook calls, in order: "s" (pytest_runtest_logstart), "r" (a report:
-        # pytest_runtest_logreport), "f" (pytest_runtest_logfinish). Usually one start, the
-        # reports, one finish; pytest-rerunfailures starts and finishes each try.
-        self.calls: list[str] = []
-        # Live logging's records (log_cli), kept for the main process to print, each with
-        # the number of the test's hook calls before it.
-        self.logs = _logs.in_worker(config, lambda: len(self.calls))
+        # The test's hook calls (pytest_runtest_logstart, logreport, logfinish) and its
+        # live-logging records, kept for the main process.
+        self.logs = _logs.in_worker(config)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
-        self.calls.append("r")
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logstart(self) -> None:
-        self.calls.append("s")
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logfinish(self) -> None:
-        self.calls.append("f")
-
-    def unusual_calls(self) -> str | None:
-        """The hook calls, unless they are the usual ones."""
-        calls = "".join(self.calls)
-        return None if calls == "s" + "r" * len(self.reports) + "f" else calls
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
@@ -153,7 +135,7 @@ class TestRunner:
             item = self.items[index]
             after = group[k + 1] if k + 1 < len(group) else following
             nextitem = self.items[after] if after is not None else None
-            collector.reports, collector.warnings, collector.calls = [], [], []
+            collector.reports, collector.warnings = [], []
             collector.logs.new_test()
             collector.last_in_task = k + 1 == len(group)
             self.tests_run += 1
@@ -181,7 +163,7 @@ class TestRunner:
                 more["props"] = (os.getpid(), suite)
             if live := collector.logs.take():
                 more["live"] = live
-            if calls := collector.unusual_calls():
+            if calls := collector.logs.unusual_calls(len(collector.reports)):
                 more["calls"] = calls
             reports = [serialize_report(collector.config, r) for r in collector.reports]
             _worker.emit((index, reports, collector.warnings, peak, stop, more or None))

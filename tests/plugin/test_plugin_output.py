@@ -318,9 +318,18 @@ def test_a_crashed_tests_report_ends_with_its_live_log(project: Project) -> None
 
 
 ODD_LOGS_CONFTEST = """
+import logging
+
 import pytest
 
 STATE = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    # Before pytest_runtest_logstart: under the phase the run is in (the test before's).
+    logging.getLogger("odd").warning("protocol of %s", item.name)
+    return (yield)
 
 
 @pytest.hookimpl(trylast=True)
@@ -409,7 +418,8 @@ def test_live_logging_of_subtests_reruns_threads_and_odd_records(project: Projec
     """Before, under --ploop-workers: the records after a subtest's report, another
     thread's records during a pytest_runtest_log* hook, and a rerun's test line were
     missing; ploop's own lock records were printed (DEBUG); a message whose arguments do not
-    fit failed through ploop's frames; an extra that does not pickle was shown by repr()."""
+    fit failed through ploop's frames; an extra that does not pickle was shown by repr();
+    a record logged before a test's logstart had a "live log collection" heading."""
     pytest.importorskip("pytest_rerunfailures")
     project.pytester.makeini(INI.replace(" -p no:rerunfailures", ""))
     project.pytester.makeconftest(ODD_LOGS_CONFTEST)
@@ -426,6 +436,7 @@ def test_live_logging_of_subtests_reruns_threads_and_odd_records(project: Projec
         "try again",
         "from a thread while pytest is in logfinish",
         "not enough arguments for format string",
+        "protocol of test_extra",
     ):
         assert expected in text
     assert "filelock" not in text
