@@ -79,7 +79,11 @@ def serialize_report(config: pytest.Config, report: pytest.TestReport) -> dict[s
         if counts and counts.get(report.id):
             data[_SUBTESTS_FAILED] = counts[report.id]
     registry, _ = _bdd_contexts()
-    if registry is not None and (context := registry.get(report)) is not None:
+    context = None
+    if registry is not None:
+        with contextlib.suppress(TypeError):  # a subtest's report is no dict key
+            context = registry.get(report)
+    if context is not None:
         data[_BDD] = (context.scenario, context.name)
     longrepr = report.longrepr
     if isinstance(data.get("longrepr"), str) and not isinstance(longrepr, str):

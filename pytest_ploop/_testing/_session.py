@@ -186,6 +186,9 @@ class ParallelSession:
         _memory.save_peak(self.config, [*self._peaks.values(), *sampled], self.settings.workers)
         if run.fatal is not None:  # e.g. workers that die as they start: fail, never exit 0
             session.shouldfail = str(run.fatal)
+        elif self.not_run and not (run.stop_reason or session.shouldfail or session.shouldstop):
+            # Tests without a report that nothing asked to leave out: never exit 0.
+            session.shouldfail = f"ploop: {len(self.not_run)} tests not run"
         if run.interrupted == signal.SIGTERM:
             signal.raise_signal(signal.SIGTERM)
         if run.interrupted is not None:
@@ -416,8 +419,13 @@ class ParallelSession:
                     self.not_run[i] = reason
                 continue
             exc = failure.exception
-            marker = getattr(exc, "marker", None) or 0
-            blamed = group[marker] if marker < len(group) else pending[0] if pending else None
+            # A crash names the test it happened in (the worker's marker); an error of the
+            # runner happened in the first test of the group that has no report.
+            marker = getattr(exc, "marker", None)
+            if marker is not None and 0 <= marker < len(group):
+                blamed: int | None = group[marker]
+            else:
+                blamed = pending[0] if pending else None
             if blamed is None or blamed in self._done:
                 continue
             if isinstance(exc, WorkerCrashed | TaskTimeout):

@@ -183,3 +183,47 @@ def test_a_crash_among_quick_tests_runs_each_test_once(project: Project) -> None
     reported = Counter(line.split()[1] for line in short_summary(result))
     assert len(reported) == 400 and set(reported.values()) == {1}
     assert "exited with code 3" in _failure_section(result, r"test_quick\[250\]")
+
+
+UNSENDABLE_CONFTEST = """
+import threading
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if item.name == "test_unsendable":
+        report.lock = threading.Lock()  # no process can send this report
+    return report
+"""
+
+UNSENDABLE = """
+def test_before():
+    pass
+
+
+def test_unsendable():
+    pass
+
+
+def test_after():
+    pass
+"""
+
+
+@pytest.mark.parametrize("dist", ["load", "file"])
+def test_a_report_that_cannot_be_sent_fails_its_test_and_the_rest_run(
+    project: Project, dist: str
+) -> None:
+    """Before, with --ploop-dist=file: the error was blamed on the group's first test, which
+    had passed, so no test failed: the run said "2 tests not run" and exited 0."""
+    project.pytester.makeconftest(UNSENDABLE_CONFTEST)
+    project.pytester.makepyfile(test_unsendable=UNSENDABLE)
+    result = project.run("--ploop-workers=2", f"--ploop-dist={dist}", "-rA")
+    assert outcomes(result) == {"passed": 2, "failed": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    (failed,) = [line for line in short_summary(result) if line.startswith("FAILED")]
+    assert failed.startswith("FAILED test_unsendable.py::test_unsendable - ploop: internal error")
+    assert not_run_count(result) == 0

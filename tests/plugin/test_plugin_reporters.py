@@ -337,3 +337,38 @@ def test_pytest_bdd_cucumber_report_is_a_serial_runs(project: Project) -> None:
     assert steps["ploop"] == steps["serial"]
     assert len(steps["serial"]) == 9
     assert [s[3] for s in steps["serial"]].count("failed") == 1
+
+
+SUBTESTS = """
+import unittest
+
+
+class Case(unittest.TestCase):
+    def test_sub(self):
+        with self.subTest(i=1):
+            self.fail("the subtest fails")
+
+
+def test_fixture(subtests):
+    with subtests.test(msg="a"):
+        pass
+
+
+def test_after():
+    pass
+"""
+
+
+def test_pytest_bdd_and_subtests(project: Project) -> None:
+    """Before: with pytest-bdd loaded, each subtest's report (which is no dict key) failed
+    its test with an internal error of ploop's."""
+    pytest.importorskip("pytest_bdd")
+    _load(project, "pytest-bdd")
+    project.pytester.makepyfile(test_subtests=SUBTESTS)
+    serial = project.run("-rA")
+    for dist in ("load", "file"):
+        parallel = project.run("-rA", "--ploop-workers=2", f"--ploop-dist={dist}")
+        assert outcomes(parallel) == outcomes(serial)
+        assert parallel.ret == serial.ret == pytest.ExitCode.TESTS_FAILED
+        assert "internal error" not in parallel.stdout.str()
+    assert outcomes(serial)["failed"] == 1
