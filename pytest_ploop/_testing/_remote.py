@@ -55,12 +55,10 @@ class _Collector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        # A fixture's teardown error passes through here: its traceback shows the user's
-        # frames, as in a serial run, not this one.
-        __tracebackhide__ = True
-        result = yield
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        # After pytest's own teardown, not around it (a wrapper's frame was in the traceback
+        # of a fixture's teardown error, with --tb=native); skipped when that raised.
         # Replace this worker between tests: decided in the teardown of the last test of
         # its task, after the test ran, so that the fixtures kept for the next test (there
         # is one: the lookahead) are torn down here and their errors land in this report,
@@ -69,7 +67,6 @@ class _Collector:
             self.leaving = _worker.running_chunk()
             if nextitem is not None:
                 item.session._setupstate.teardown_exact(None)
-        return result
 
     @pytest.hookimpl(trylast=True)
     def pytest_warning_recorded(
@@ -272,6 +269,10 @@ def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
         path = output_file(run_dir, worker_id, os.getpid(), "tw") if run_dir else os.devnull
         # Line-buffered: a plugin that ends the process with os._exit() loses nothing.
         writer = TerminalWriter(open(path, "w", buffering=1))  # noqa: SIM115
+        # What the worker writes for the main process to show (an assertion's explanation,
+        # with its diff highlighted) is marked up as the main process's terminal is.
+        writer.hasmarkup = reporters[0]._tw.hasmarkup
+        writer.code_highlight = reporters[0]._tw.code_highlight
         for each in reporters:
             each._tw = writer
 

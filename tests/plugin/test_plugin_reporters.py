@@ -119,15 +119,38 @@ def test_a_teardown_errors_traceback_is_a_serial_runs(project: Project) -> None:
     wrapper (``result = yield``)."""
     project.pytester.makeconftest(TEARDOWN_CONFTEST)
     project.pytester.makepyfile(test_teardown=TEARDOWN_TEST)
-    sections = {}
+    for tb in ("auto", "native"):
+        sections = {}
+        for mode, args in MODES.items():
+            result = project.run(f"--tb={tb}", *args)
+            assert outcomes(result) == {"passed": 1, "errors": 1}
+            text = result.stdout.str()
+            start, end = text.index("ERROR at teardown"), text.index("short test summary")
+            sections[mode] = text[start:end]
+        assert sections["ploop"] == sections["serial"], tb
+        assert 'raise RuntimeError("teardown boom")' in sections["serial"]
+        assert "pytest_ploop" not in sections["ploop"]
+
+
+COLOURED = """
+def test_lists():
+    assert [1, 2, 3] == [1, 2, 4]
+"""
+
+
+def test_an_assertions_explanation_is_coloured_as_in_a_serial_run(project: Project) -> None:
+    """Before: with --color=yes, the explanation (made in the worker, whose terminal is a
+    file) had no colour in its diff."""
+    project.pytester.makepyfile(test_coloured=COLOURED)
+    failures = {}
     for mode, args in MODES.items():
-        result = project.run(*args)
-        assert outcomes(result) == {"passed": 1, "errors": 1}
+        result = project.run("--color=yes", *args)
         text = result.stdout.str()
-        sections[mode] = text[text.index("ERROR at teardown") : text.index("short test summary")]
-    assert sections["ploop"] == sections["serial"]
-    assert "raise RuntimeError" in sections["serial"]
-    assert "pytest_ploop" not in sections["ploop"]
+        start = text.index("FAILURES")
+        failures[mode] = text[start : text.index("AssertionError", start)]
+    assert failures["ploop"] == failures["serial"]
+    # The explanation's numbers are highlighted, as the source line's are.
+    assert "diff: \x1b[0m\x1b[94m3" in failures["serial"]
 
 
 STAND_IN = """
