@@ -442,34 +442,45 @@ def _own_basetemp(config: pytest.Config, path: Path) -> None:
 
 
 def _prefix_output(prefix: bytes) -> None:
-    """``-s``: this worker's output reaches the terminal line by line, prefixed with its id.
+    """``-s``: this worker's output reaches the terminal line by line, prefixed with its id,
+    stdout on stdout and stderr on stderr.
 
     A small child process does the prefixing (a thread would make every ``os.fork`` in the
-    tests warn on Python 3.12+): it reads a pipe that is now the worker's stdout and stderr,
-    and ends when the worker and the processes its tests started are gone.
+    tests warn on Python 3.12+): it reads two pipes that are now the worker's stdout and
+    stderr, and ends when the worker and the processes its tests started are gone.
     """
+    import select
     import signal
 
-    read_fd, write_fd = os.pipe()
-    terminal = os.dup(1)
+    pipes = [os.pipe() for _ in range(2)]  # (read, write) for stdout, for stderr
+    terminals = [os.dup(1), os.dup(2)]
     if os.fork() == 0:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.close(write_fd)
-            pending = b""
-            while chunk := os.read(read_fd, 65536):
-                *lines, pending = (pending + chunk).split(b"\n")
-                if lines:
-                    os.write(terminal, b"".join(prefix + line + b"\n" for line in lines))
-            if pending:
-                os.write(terminal, prefix + pending + b"\n")
+            for _, write_fd in pipes:
+                os.close(write_fd)
+            reads = [read_fd for read_fd, _ in pipes]
+            out = dict(zip(reads, terminals, strict=True))
+            pending = dict.fromkeys(out, b"")
+            while out:
+                for fd in select.select(list(out), [], [])[0]:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        if pending[fd]:
+                            os.write(out[fd], prefix + pending[fd] + b"\n")
+                        del out[fd]
+                        continue
+                    *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                    if lines:
+                        os.write(out[fd], b"".join(prefix + line + b"\n" for line in lines))
         finally:
             os._exit(0)
-    os.close(read_fd)
-    os.dup2(write_fd, 1)
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-    os.close(terminal)
+    for (read_fd, write_fd), target in zip(pipes, (1, 2), strict=True):
+        os.close(read_fd)
+        os.dup2(write_fd, target)
+        os.close(write_fd)
+    for terminal in terminals:
+        os.close(terminal)
 
 
 def save_coverage() -> None:

@@ -25,12 +25,14 @@ def test_dash_s_output_is_prefixed_with_the_worker_id(project: Project) -> None:
     project.pytester.makepyfile(test_prints=PRINTS)
     result = project.run("--ploop-workers=2", "-s")
     assert outcomes(result) == {"passed": 6}
-    text = result.stdout.str() + result.stderr.str()
+    # Each on the stream it was written to (before: stderr went to stdout).
+    streams = {"out": result.stdout.str(), "err": result.stderr.str()}
     for i in range(6):
-        for stream in ("out", "err"):
+        for stream, text in streams.items():
             found = re.findall(rf"\[(w[01])\] {stream} line of {i}$", text, re.M)
             assert len(found) == 1, (stream, i, text)
-    assert set(re.findall(r"\[(w\d)\] out line", text)) == {"w0", "w1"}
+    assert "err line" not in streams["out"] and "out line" not in streams["err"]
+    assert set(re.findall(r"\[(w\d)\] out line", streams["out"])) == {"w0", "w1"}
 
 
 PACKAGE = """
