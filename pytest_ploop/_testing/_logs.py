@@ -27,11 +27,14 @@ import contextlib
 import logging
 import pickle
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
+from _pytest._io import TerminalWriter  # no public name
 
+# The phase of an entry that is a write to the worker's terminal, not a log record.
+TEXT = "ploop:terminal"
 # One record kept in a worker: (the test's hook calls before it, the handler's phase, the
 # record).
 LiveRecord = tuple[int, str | None, dict[str, Any]]
@@ -69,6 +72,7 @@ class WorkerLogs:
         # "r" (a report: logreport), "f" (logfinish). Usually one start, the reports, one
         # finish; pytest-rerunfailures starts and finishes each try.
         self.calls: list[str] = []
+        self.logging = 0  # the thread whose record the live-logging handler writes, if any
         file = _plugin_handler(config, "log_file_handler")
         if file is not None:
             file.addFilter(self)
@@ -90,7 +94,11 @@ class WorkerLogs:
 
     def keep(self, record: logging.LogRecord) -> None:
         """The live-logging handler's ``emit``: write, and keep the record."""
-        self.write(record)
+        self.logging = threading.get_ident()
+        try:
+            self.write(record)
+        finally:
+            self.logging = 0
         if self.replayed(record):
             return
         handler = self.live
@@ -102,6 +110,16 @@ class WorkerLogs:
             # record goes under the phase of the replay (the test before's "finish").
             when = None
         self.records.append((len(self.calls), when, _portable(handler, record)))
+
+    def text(self, msg: str, markup: dict[str, bool]) -> None:
+        """Keep what a plugin wrote to this worker's terminal during a test: ``--setup-show``
+        and ``--setup-plan`` write their lines there. (Live logging's are kept as records.)
+        """
+        thread = threading.get_ident()
+        if thread == self.logging or (self.depth > 0 and thread == self.thread):
+            return  # a record's text, or written by a hook the main process calls again
+        with self._locked():
+            self.records.append((len(self.calls), TEXT, {"msg": msg, "markup": markup}))
 
     def new_test(self) -> None:
         """A test starts: what was logged since the last one (another thread's records)
@@ -207,11 +225,18 @@ def _text(value: object) -> str:
 
 class Replay:
     """In the main process: prints one test's kept records through the live-logging
-    handler, in the order they were logged, each at the point of the test's replay where a
-    serial run logs it: among the same hook calls."""
+    handler, and what was written to the worker's terminal to this one, in the order they
+    came, each at the point of the test's replay where a serial run has it: among the same
+    hook calls."""
 
-    def __init__(self, handler: logging.Handler | None, records: list[LiveRecord] | None):
+    def __init__(
+        self,
+        handler: logging.Handler | None,
+        writer: TerminalWriter | None,
+        records: list[LiveRecord] | None,
+    ):
         self.handler = handler
+        self.writer = writer
         self.records = records or []
         self.pos = 0
 
@@ -219,11 +244,17 @@ class Replay:
         """Print the records logged before the worker had made ``made`` of the test's hook
         calls (``None``: all that are left)."""
         handler, records = self.handler, self.records
-        while self.pos < len(records) and handler is not None:
+        while self.pos < len(records):
             before, when, data = records[self.pos]
             if made is not None and before > made:
                 return
             self.pos += 1
+            if when == TEXT:
+                if self.writer is not None:
+                    self.writer.write(data["msg"], **data["markup"])
+                continue
+            if handler is None:
+                continue
             if when is not None and getattr(handler, "_when", None) != when:
                 # pytest's runtest hooks set the phase in a serial run, and the replay calls
                 # none of them.
@@ -231,10 +262,28 @@ class Replay:
             handler.handle(logging.makeLogRecord(data))
 
 
-_NOTHING = Replay(None, None)
+_NOTHING = Replay(None, None, None)
 
 
 def replay(config: pytest.Config, records: list[LiveRecord] | None) -> Replay:
     """A :class:`Replay` of ``records`` (what a worker's :class:`WorkerLogs` took for a
     test)."""
-    return Replay(_handler(config), records) if records else _NOTHING
+    if not records:
+        return _NOTHING
+    writer = getattr(config.pluginmanager.get_plugin("terminalreporter"), "_tw", None)
+    return Replay(_handler(config), writer, records)
+
+
+class WriteKeeper:
+    """On a worker's terminal writer: each write still goes to its file, and is handed to
+    ``keep`` (once the worker's :class:`WorkerLogs` exists) for the main process to show."""
+
+    def __init__(self, writer: TerminalWriter) -> None:
+        self.keep: Callable[[str, dict[str, bool]], None] | None = None
+        self._write = writer.write
+        writer.write = self.write  # type: ignore[method-assign]
+
+    def write(self, msg: str, *, flush: bool = False, **markup: bool) -> None:
+        if msg and self.keep is not None:
+            self.keep(msg, markup)
+        self._write(msg, flush=flush, **markup)

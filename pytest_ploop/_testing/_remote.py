@@ -205,7 +205,7 @@ class TestRunner:
             os.environ["PYTEST_XDIST_WORKER_COUNT"] = str(wconfig.count)
             os.environ["PYTEST_XDIST_TESTRUNUID"] = self.testrun_uid
             _xdist_compat.as_xdist_worker(config, wconfig.index, wconfig.count, self.testrun_uid)
-        _terminal_to_file(config, wconfig.worker_id)
+        writer = _terminal_to_file(config, wconfig.worker_id)
         _leave_reporting_to_the_main_process(config)
         _label_tests_with_this_process(config)
         _testmon_saves_in_the_main_process(config)
@@ -230,6 +230,8 @@ class TestRunner:
         if self.max_tests is not None or self.max_rss is not None:
             self.collector.retire = self._retire
         config.pluginmanager.register(self.collector, "ploop-worker-collector")
+        if writer is not None:
+            writer.keep = self.collector.logs.text
         _worker.BEFORE_EXIT.append(self.before_exit)
         factory = getattr(config, "_tmp_path_factory", None)  # after _own_basetemp
         info = WorkerInfo(wconfig.worker_id, wconfig.index, wconfig.count, factory)
@@ -247,7 +249,7 @@ class TestRunner:
                 os.unlink(output_file(run_dir, os.environ["PLOOP_WORKER"], os.getpid(), stream))
 
 
-def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
+def _terminal_to_file(config: pytest.Config, worker_id: str) -> _logs.WriteKeeper | None:
     """The main process reports; a worker's terminal writer writes to a file of the run
     directory, read only if the worker dies (``_reports.last_output``): what a plugin wrote
     there before ending the process (pytest-timeout's stacks, with ``--timeout-method=thread``)
@@ -275,6 +277,8 @@ def _terminal_to_file(config: pytest.Config, worker_id: str) -> None:
         writer.code_highlight = reporters[0]._tw.code_highlight
         for each in reporters:
             each._tw = writer
+        return _logs.WriteKeeper(writer)
+    return None
 
 
 # Plugins that only report: each test's reports reach them in the main process, which replays

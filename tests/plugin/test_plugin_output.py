@@ -479,3 +479,76 @@ def test_live_logging_through_a_plugins_own_reporter_is_printed_once(project: Pr
         assert text.count("setting up") == 1
         assert text.count("running with 1") == 1
         assert "live log finish" not in text
+
+
+SETUP_SHOW = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared():
+    yield 1
+
+
+@pytest.fixture
+def resource(shared):
+    yield 2
+
+
+def test_a(resource):
+    pass
+
+
+@pytest.mark.parametrize("i", [1, 2])
+def test_b(shared, i):
+    assert i == 1
+"""
+
+WRITES_IN_LOGREPORT = """
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        import pytest
+
+        config = pytest.ploop_config
+        config.get_terminal_writer().line(f"reported {report.nodeid}")
+
+
+def pytest_configure(config):
+    import pytest
+
+    pytest.ploop_config = config
+"""
+
+
+@pytest.mark.parametrize(
+    "flags", [("--setup-show",), ("--setup-show", "-v"), ("--setup-only",), ("--setup-plan",)]
+)
+def test_setup_show_prints_what_a_serial_run_prints(
+    project: Project, flags: tuple[str, ...]
+) -> None:
+    """Before: none of the SETUP and TEARDOWN lines (as under xdist): the workers wrote them
+    to their own terminals. A line that a report hook writes is still written once."""
+    project.pytester.makeconftest(WRITES_IN_LOGREPORT)
+    project.pytester.makepyfile(test_fixtures=SETUP_SHOW)
+    serial = project.run("-p", "no:randomly", *flags)
+    # One module: one worker runs it, in order; each worker sets its own fixtures up.
+    parallel = project.run("-p", "no:randomly", "--ploop-workers=2", "--ploop-dist=file", *flags)
+    assert outcomes(parallel) == outcomes(serial)
+
+    def shown(result: pytest.RunResult) -> list[str]:
+        lines = result.outlines
+        start = next(i for i, line in enumerate(lines) if "collected" in line)
+        end = next(
+            i
+            for i, line in enumerate(lines)
+            if i > start and (line.startswith("=") or re.match(r"-+ ploop -+$", line))
+        )
+        return [re.sub(r"\[\s*\d+%\]", "", line).rstrip() for line in lines[start:end]]
+
+    assert shown(parallel) == shown(serial)
+    text = "\n".join(shown(serial))
+    assert "SETUP    M shared" in text and "TEARDOWN F resource" in text
+    reported = [
+        r.stdout.str().count("reported test_fixtures.py::test_b[1]") for r in (serial, parallel)
+    ]
+    assert reported[0] == reported[1]
