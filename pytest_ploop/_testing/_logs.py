@@ -1,5 +1,6 @@
 """pytest's logging under ``--ploop-workers``: live logging (``log_cli``) and the log file
-(``--log-file``) get each record once, as in a serial run.
+(``--log-file``) get each record once, as in a serial run; so does the terminal what a
+plugin writes to a worker's (``--setup-show``), through the same replay (:class:`Replay`).
 
 pytest's live-logging handler writes each record to the terminal as it is logged, under a
 ``live log setup`` / ``call`` / ``teardown`` heading. In a worker, that terminal is a file
