@@ -18,7 +18,7 @@ import pytest
 
 from . import _here, hookspecs
 from ._testing import _durations, _watchdog, _xdist_compat
-from ._testing._settings import Settings, _raw, add_options, read_settings
+from ._testing._settings import Settings, add_options, read_settings, workers_asked
 
 # The engine, the loop API and the locks (filelock) are imported when a run or a test uses
 # them: this plugin is loaded by every pytest run where pytest-ploop is installed.
@@ -83,8 +83,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     # Before any plugin configures: what they start in this process, the workers fork from.
-    raw = _raw(config, "ploop_workers")
-    if raw is not None and raw.strip() != "0" and not getattr(config.option, "numprocesses", None):
+    if workers_asked(config) and not getattr(config.option, "numprocesses", None):
         _xdist_compat.rerunfailures_without_server()
 
 

@@ -54,6 +54,7 @@ from ._cases_report import (
     failure_report,
     read_output,
 )
+from ._logs import plugin_handler
 from ._remote import save_coverage
 
 CACHE_PREFIX = "ploop/cases/"
@@ -170,11 +171,8 @@ def _clear_pytest_log_handlers() -> None:
 
 
 def _report_log_handler(config: pytest.Config) -> logging.Handler | None:
-    """The handler whose text pytest shows as ``Captured log call`` (its format and level);
-    a private attribute of pytest's logging plugin (there is no public one)."""
-    plugin = config.pluginmanager.get_plugin("logging-plugin")
-    handler = getattr(plugin, "report_handler", None)
-    return handler if isinstance(handler, logging.Handler) else None
+    """The handler whose text pytest shows as ``Captured log call`` (its format and level)."""
+    return plugin_handler(config, "report_handler")
 
 
 def _text_stream(fd: int) -> Any:

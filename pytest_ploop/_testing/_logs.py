@@ -41,7 +41,9 @@ TEXT = "ploop:terminal"
 LiveRecord = tuple[int, str | None, dict[str, Any]]
 
 
-def _plugin_handler(config: pytest.Config, name: str) -> logging.Handler | None:
+def plugin_handler(config: pytest.Config, name: str) -> logging.Handler | None:
+    """pytest's logging plugin's handler ``name`` (a private attribute: there is no public
+    name for any of them)."""
     plugin = config.pluginmanager.get_plugin("logging-plugin")
     handler = getattr(plugin, name, None)
     return handler if isinstance(handler, logging.Handler) else None
@@ -50,7 +52,7 @@ def _plugin_handler(config: pytest.Config, name: str) -> logging.Handler | None:
 def _handler(config: pytest.Config) -> logging.Handler | None:
     """The live-logging handler, when live logging is on (else pytest's null handler, or no
     logging plugin at all)."""
-    handler = _plugin_handler(config, "log_cli_handler")
+    handler = plugin_handler(config, "log_cli_handler")
     if handler is None or not hasattr(handler, "set_when") or not hasattr(handler, "stream"):
         return None
     return handler
@@ -74,7 +76,7 @@ class WorkerLogs:
         # finish; pytest-rerunfailures starts and finishes each try.
         self.calls: list[str] = []
         self.logging = 0  # the thread whose record the live-logging handler writes, if any
-        file = _plugin_handler(config, "log_file_handler")
+        file = plugin_handler(config, "log_file_handler")
         if file is not None:
             file.addFilter(self)
         live = _handler(config)
@@ -134,7 +136,7 @@ class WorkerLogs:
         """The running test's hook calls, unless they are the usual ones for ``reports``
         reports (``None``)."""
         calls = "".join(self.calls)
-        return None if calls == "s" + "r" * reports + "f" else calls
+        return None if calls == usual_calls(reports) else calls
 
     def take(self) -> list[LiveRecord] | None:
         """The running test's records so far (``None``: none), and start afresh."""
@@ -179,6 +181,12 @@ class WorkerLogs:
     def pytest_runtest_logfinish(self) -> Generator[None]:
         with self._inside("f"):
             return (yield)
+
+
+def usual_calls(reports: int) -> str:
+    """A test's hook calls (see ``WorkerLogs.calls``) when it has ``reports`` reports and no
+    plugin made it otherwise: one start, the reports, one finish."""
+    return "s" + "r" * reports + "f"
 
 
 def in_worker(config: pytest.Config) -> WorkerLogs:

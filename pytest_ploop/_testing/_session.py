@@ -380,7 +380,7 @@ class ParallelSession:
         location = tuple(location) if location else item.location
         logged = _logs.replay(self.config, live)
         sent = 0
-        for made, call in enumerate(calls or "s" + "r" * len(reports) + "f"):
+        for made, call in enumerate(calls or _logs.usual_calls(len(reports))):
             logged.until(made)
             if call == "r":
                 report = deserialize_report(self.config, reports[sent])

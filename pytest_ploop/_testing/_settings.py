@@ -121,11 +121,18 @@ def _number(config: pytest.Config, name: str, minimum: float) -> float | None:
     return value
 
 
+def workers_asked(config: pytest.Config) -> str | None:
+    """``--ploop-workers`` (or its ini setting, or ``PLOOP_WORKERS``) as given, when it asks
+    for workers (not absent, not 0)."""
+    raw = _raw(config, "ploop_workers")
+    return raw if raw is not None and raw.strip() != "0" else None
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """The settings from options, ini and environment; ``UsageError`` naming the fix."""
-    raw = _raw(config, "ploop_workers")
+    raw = workers_asked(config)
     workers = 0
-    if raw is not None and raw.strip() != "0":
+    if raw is not None:
         try:
             workers = resolve_workers(raw)
         except (ValueError, TypeError):
