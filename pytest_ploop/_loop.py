@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from ._engine._outcomes import failure_message
 from ._engine._pool import Run, RunOptions
 from ._engine._record import RunRecord
 from ._engine._schedule import SCHEDULES, longest_first
-from ._engine._workers import START_METHODS, Workers
+from ._engine._workers import START_METHODS, Workers, default_start_method
 from ._errors import LoopError, PloopError
 from ._progress import Progress
 from ._report._files import ReportOption, report_paths
@@ -55,6 +56,8 @@ class _Options:
     progress: bool = False
     cost: Callable[[Any], float] | RunRecord | None = None
     report: tuple[Path, ...] = ()
+    # workers=1 asked for (not "auto" on one CPU): the tasks run in the calling process.
+    inline: bool = False
 
 
 def _options(
@@ -89,9 +92,14 @@ def _options(
             ) from None
     if workers is not _UNSET or base is None:
         given["workers"] = resolve_workers(None if workers is _UNSET else workers)
+        # Only workers=1 itself runs in this process: "auto" on one CPU keeps a worker
+        # process, so that a crash or a timeout still costs one task and not the caller.
+        given["inline"] = type(workers) is int and workers == 1
     opts = replace(base, **given) if base is not None else _Options(**given)
     if opts.timeout is not None and not (
-        isinstance(opts.timeout, int | float) and opts.timeout > 0
+        isinstance(opts.timeout, int | float)
+        and not isinstance(opts.timeout, bool)
+        and opts.timeout > 0
     ):
         raise ValueError(f"timeout={opts.timeout!r} must be a number of seconds above 0, or None")
     if opts.chunksize is not None and not (
@@ -106,6 +114,11 @@ def _options(
     if opts.schedule not in (*SCHEDULES, "lpt"):
         choices = ", ".join(repr(s) for s in (*SCHEDULES, "lpt"))
         raise ValueError(f"schedule={opts.schedule!r} is not one of {choices}")
+    if opts.cost is not None and not (callable(opts.cost) or isinstance(opts.cost, RunRecord)):
+        raise TypeError(
+            f"cost={opts.cost!r} must be a function giving an item's expected seconds, or the "
+            "run record of an earlier run over the same items (pool.last_run), or None"
+        )
     if opts.schedule == "lpt" and opts.cost is None:
         raise ValueError(
             "schedule='lpt' (longest first) needs cost=: a function giving an item's expected "
@@ -230,7 +243,13 @@ class Pool:
         self._dask: DaskBackend | None = None  # the Dask connection, opened at the first call
         self._closed = False
         self._running: LoopRun | None = None  # the call that has the workers now
-        self._reports: dict[int, tuple[Path, ...]] = {}  # id(run) -> where its report goes
+        # Taken by a call from its check that no other call runs until it holds the
+        # workers: two threads' calls both passed the check, drove one set of workers, and
+        # took each other's results.
+        self._claim = threading.Lock()
+        self._busy = False
+        # id(run) -> where its report goes, and its progress bar (None: no bar)
+        self._reports: dict[int, tuple[tuple[Path, ...], Progress | None]] = {}
         self.last_run: RunRecord | None = None
         """The run record of the last call (also after it raised)."""
 
@@ -245,10 +264,12 @@ class Pool:
         """
         run = self._start(fn, items, options, stream=False)
         try:
+            run.begin()
             run.run_to_end()
         finally:
             self._finish(run)
-        results: list[Any] = [None] * run.consumed
+        # Every input position, also those a stopped run never took from a list or range.
+        results: list[Any] = [None] * max(run.consumed, run.total or 0)
         for batch in run.outcomes.ready:
             if isinstance(batch.indices, range) and batch.indices.step == 1:
                 results[batch.indices.start : batch.indices.stop] = batch.values
@@ -293,17 +314,30 @@ class Pool:
         ``TypeError``, as :func:`functools.reduce` does).
         """
         it = self.imap(fn, items, **options)
-        if initial is _UNSET:
-            try:
-                initial = next(it)  # type: ignore[assignment]
-            except StopIteration:
-                raise TypeError("map_reduce() of an empty input with no initial value") from None
-        return functools.reduce(reduce, it, initial)
+        try:
+            if initial is _UNSET:
+                try:
+                    initial = next(it)  # type: ignore[assignment]
+                except StopIteration:
+                    raise TypeError(
+                        "map_reduce() of an empty input with no initial value"
+                    ) from None
+            return functools.reduce(reduce, it, initial)
+        finally:
+            # A reduce that raises leaves the stream suspended, and the exception's
+            # traceback keeps it alive: its run held the workers and the signal handlers.
+            it.close()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Stop the workers (they finish nothing more) and release them; on Dask, close the
         local cluster the pool started, or disconnect from the one it connected to."""
         self._closed = True
+        running = self._running
+        if running is not None:
+            # A stream not iterated to its end: its tasks in flight end now, the rest are
+            # not run, and iterating it further raises the LoopError that says so.
+            running.abort("the pool was closed")
+            self._finish(running)
         if self._workers is not None:
             self._workers.close()
             self._workers = None
@@ -324,10 +358,10 @@ class Pool:
     def _engine(self, start_method: str | None) -> Workers:
         if self._closed:
             raise ValueError("this Pool is closed; create a new one")
-        method = start_method or (self._workers.start_method if self._workers else None)
-        if self._workers is not None and self._workers.start_method != (
-            start_method or self._workers.start_method
-        ):
+        # A call's start_method is for that call: the next one without its own goes back
+        # to the pool's (it kept the last call's, and a closure then failed under spawn).
+        method = start_method or default_start_method()
+        if self._workers is not None and self._workers.start_method != method:
             self._workers.close()
             self._workers = None
         if self._workers is None:
@@ -374,41 +408,58 @@ class Pool:
             chunksize=opts.chunksize,
             grace=opts.grace,
             max_ahead=_STREAM_AHEAD if stream else None,
+            signals_while_polling=stream,
             order=order,
             retire_idle=self._one_shot,
         )
-        self._progress = Progress() if opts.progress else None
-        if opts.workers == 1 and self._backend == "local":
-            run: LoopRun = InlineRun(fn, items, run_options, self._progress)
-            self._reports[id(run)] = opts.report
+        if self._closed:
+            raise ValueError("this Pool is closed; create a new one")
+        if opts.inline and self._backend == "local":
+            progress = Progress() if opts.progress else None
+            run: LoopRun = InlineRun(fn, items, run_options, progress)
+            self._reports[id(run)] = (opts.report, progress)
             return run
-        if self._running is not None:
-            # A run owns the workers until it ends: a second one on them took the first
-            # one's results for its own (and the first lost them).
-            raise PloopError(
-                "this Pool is still running another call (an imap() or imap_unordered() not "
-                "iterated to its end): finish iterating it or close() it first; a Pool runs "
-                "one call at a time (use a second Pool to run two at once)"
-            )
-        if self._backend == "dask":
-            # One call at a time here too: a run holds the signal handlers until it ends.
-            dask = self._dask_backend(opts.workers)
-            self._running = dask.run(fn, items, run_options, self._progress)
-        else:
-            self._running = Run(
-                self._engine(opts.start_method), fn, items, run_options, self._progress
-            )
-        self._reports[id(self._running)] = opts.report
-        return self._running
+        with self._claim:
+            if self._busy:
+                # A run owns the workers until it ends: a second one on them took the first
+                # one's results for its own (and the first lost them).
+                raise PloopError(
+                    "this Pool is still running another call (an imap() or imap_unordered() "
+                    "not iterated to its end, or a call from another thread): finish it or "
+                    "close() the pool first; a Pool runs one call at a time (use a second "
+                    "Pool to run two at once)"
+                )
+            self._busy = True
+        try:
+            progress = Progress() if opts.progress else None
+            if self._backend == "dask":
+                # One call at a time here too: a run holds the signal handlers until it ends.
+                dask = self._dask_backend(opts.workers)
+                run = dask.run(fn, items, run_options, progress)
+            else:
+                run = Run(
+                    self._engine(opts.start_method), fn, items, run_options, progress,
+                    begin=False,
+                )  # fmt: skip
+        except BaseException:
+            self._busy = False
+            raise
+        self._running = run
+        self._reports[id(run)] = (opts.report, progress)
+        return run
 
     def _finish(self, run: LoopRun) -> None:
+        if id(run) not in self._reports:
+            return  # finished already (by close(), before its stream's consumer came back)
+        reports, progress = self._reports.pop(id(run))
         if run is self._running:
             self._running = None
+            self._busy = False
         run.finish()
         self.last_run = run.record
-        if self._progress is not None:
-            self._progress.close()
-        reports = self._reports.pop(id(run), ())
+        if progress is not None:
+            progress(run.outcomes.settled, run.total)  # the last count, not the last tick's
+            progress.close()
         if reports:  # before the call returns or raises (LoopError, Ctrl-C)
             from ._report import write_reports
 
@@ -453,6 +504,7 @@ class Pool:
         buffer: dict[int, Any] = {}
         next_index = 0
         try:
+            run.begin()
             while True:
                 ready = run.outcomes.ready
                 while ready:

@@ -65,6 +65,10 @@ class LoopRun(Protocol):
     @property
     def not_consumed(self) -> int | None: ...
 
+    def begin(self) -> None:
+        """Take the first tasks from the input and start them (the caller holds the run
+        already: an input that raises here still leaves it a record to finish)."""
+
     def poll(self, timeout: float = ...) -> None: ...
 
     def run_to_end(self) -> None: ...

@@ -342,6 +342,9 @@ class DaskRun:
     def done(self) -> bool:
         return self.state is State.DONE
 
+    def begin(self) -> None:
+        """Nothing to do before the first poll: it takes the first tasks."""
+
     def poll(self, timeout: float = TICK_S) -> None:
         """Wait up to ``timeout`` for finished batches and act on what happened."""
         if self.done:

@@ -65,6 +65,9 @@ class InlineRun:
             return 0 if self.exhausted else None
         return self.total - self.consumed
 
+    def begin(self) -> None:
+        """Nothing to do before the first poll: it takes the first tasks."""
+
     def poll(self, timeout: float = 0.0) -> None:
         """Run tasks for a short slice of time."""
         deadline = time.monotonic() + _SLICE_S
@@ -124,6 +127,14 @@ class InlineRun:
         def on_alarm(signum: int, frame: FrameType | None) -> None:
             raise _Alarm
 
+        # The caller's own timer (pytest-timeout's signal method, a watchdog) goes on: one
+        # due before the task's deadline is left to fire with its own handler; a later one
+        # is set again afterwards, less the time the task took. (It was cancelled.)
+        started = time.monotonic()
+        before, interval = signal.getitimer(signal.ITIMER_REAL)
+        if before and before <= self.options.timeout:
+            yield
+            return
         old = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, self.options.timeout)
         try:
@@ -131,6 +142,9 @@ class InlineRun:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+            if before:
+                left = before - (time.monotonic() - started)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
 
     def _stop(self, reason: str) -> None:
         self.stop_reason = reason

@@ -97,7 +97,7 @@ class Outcomes:
             raise AssertionError(f"task {index} got a second outcome ({kind})")
         if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: cannot be grouped
             inner = exc
-            exc = RemoteException(f"{type(inner).__qualname__}", str(inner))
+            exc = RemoteException(f"{type(inner).__qualname__}", safe_str(inner))
             exc.__cause__ = inner
         where = f", on {worker}" if worker else ""
         add_note(exc, f"ploop: task {index}, argument {argument}{where}")
@@ -113,13 +113,23 @@ class Outcomes:
         self.fail(index, "not_run", argument, exc, str(exc))
 
 
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception's ``__str__`` raises: one task's odd
+    exception must not cost the call its report of every task."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() of the exception failed>"
+
+
 def failure_message(failures: Sequence[TaskFailure], total: int, not_consumed: int | None) -> str:
     """``3 of 200 tasks did not pass (2 failed, 1 crashed): task 4 failed: ...``."""
     kinds = Counter(f.kind for f in failures)
     parts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items())
     lines = [f"{len(failures)} of {total} tasks did not pass ({parts})"]
     for f in failures[:10]:
-        first = str(f.exception).splitlines()[0] if str(f.exception) else ""
+        text = safe_str(f.exception)
+        first = text.splitlines()[0] if text else ""
         name = type(f.exception).__name__
         lines.append(f"  task {f.index} ({f.kind}), argument {f.argument}: {name}: {first}")
     if len(failures) > 10:

@@ -110,13 +110,19 @@ class RunOptions:
     # stop at once, and its exit overlaps the last tasks of the others instead of adding to
     # the call's end.
     retire_idle: bool = False
+    # A stream's run (imap): Ctrl-C and SIGTERM are the run's only while it polls. Between
+    # two results the consumer's own code runs, where they do what they do without the run
+    # (KeyboardInterrupt raised there, SIGTERM's own action); the run's handlers, left in
+    # place, swallowed both for as long as a stream was suspended or kept unfinished.
+    signals_while_polling: bool = False
 
 
 def length_of(items: Iterable[Any]) -> int | None:
-    """``len(items)`` when it has one (never consuming it), else ``None``."""
+    """``len(items)`` when it has one (never consuming it), else ``None``: also when
+    ``len()`` fails (``range(10**20)`` overflows it), as the iterable may still iterate."""
     try:
         return len(items)  # type: ignore[arg-type]
-    except TypeError:
+    except Exception:
         return None
 
 
@@ -130,14 +136,17 @@ class Run:
         items: Iterable[Any],
         options: RunOptions,
         progress: Callable[[int, int | None], None] | None = None,
+        *,
+        begin: bool = True,
     ) -> None:
+        """Set the run up; with ``begin`` (the default) also :meth:`begin` it."""
         self.workers = workers
         self.fn = fn
         self.options = options
         self.total = length_of(items)
         self.it: Iterator[Any] = iter(items)
         # A list, tuple or range is cut by slicing (a range slice pickles in a few bytes).
-        sliceable = type(items) in (list, tuple, range)
+        sliceable = type(items) in (list, tuple, range) and self.total is not None
         self._seq: Sequence[Any] | None = items if sliceable else None  # type: ignore[assignment]
         if options.order is not None:
             if self._seq is None:
@@ -207,16 +216,26 @@ class Run:
         workers.threads = available_cpus() // options.workers or 1 if threads is None else threads
         for w in workers.live():
             self._watch(w)
+        self._finished = False
+        self._after_grace = False  # busy workers were terminated when the grace ran out
+        if begin:
+            self.begin()
+
+    def begin(self) -> None:
+        """Take the first tasks from the input and start workers for them."""
         self._install_signals()
         try:
             self._fill()
             self._check_done()
         except BaseException:
-            # The input (a generator that raises) or a worker's start can fail here, before
-            # the caller holds the run to finish it: without this the signal handlers stayed
-            # replaced (Ctrl-C then did nothing) and the wake-up pipe leaked.
+            # The input (a generator that raises) or a worker's start can fail here: without
+            # this the signal handlers stayed replaced (Ctrl-C then did nothing) and the
+            # wake-up pipe leaked, when the caller did not finish the run.
             self.finish()
             raise
+        finally:
+            if self.options.signals_while_polling:
+                self._restore_signals()
 
     # -- driving ------------------------------------------------------------------------
 
@@ -230,6 +249,16 @@ class Run:
             return
         if self._starts_pending and self.state is State.RUNNING:
             timeout = 0
+        if not self.options.signals_while_polling:
+            self._poll(timeout)
+            return
+        self._install_signals()
+        try:
+            self._poll(timeout)
+        finally:
+            self._restore_signals()
+
+    def _poll(self, timeout: float) -> None:
         for key, mask in self._selector.select(timeout):
             kind, w = key.data
             if w is None:
@@ -277,7 +306,10 @@ class Run:
         self._check_done()
 
     def finish(self) -> None:
-        """Close the run's bookkeeping (always call, also after an error)."""
+        """Close the run's bookkeeping (always call, also after an error; once is enough)."""
+        if self._finished:
+            return
+        self._finished = True
         if self.state is not State.DONE:
             self.abort(self.stop_reason or "the run ended early")
         self.record.ended = time.monotonic()
@@ -694,7 +726,11 @@ class Run:
             for index, arg in zip(first.indices, args, strict=True):
                 why = self.stop_reason
                 if on_first and phase == Phase.RUNNING and index == running:
-                    why += f"; still running after the {self.options.grace:g}s grace, terminated"
+                    why += (
+                        f"; still running after the {self.options.grace:g}s grace, terminated"
+                        if self._after_grace
+                        else "; it was running, and was terminated"
+                    )
                 self.outcomes.not_run(index, bounded_repr(arg), why)
         elif on_first and phase == Phase.RUNNING and running in first.indices:
             # A chunk's tasks run in its order: those before the running one finished.
@@ -787,6 +823,7 @@ class Run:
                     self.workers.kill([w])
                     self._on_death(w)
         if self.state is State.DRAINING and now >= self._drain_deadline:
+            self._after_grace = True
             self._terminate_busy()
         if self.progress is not None:
             self.progress(self.outcomes.settled, self.total)

@@ -23,6 +23,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from array import array
@@ -81,6 +82,7 @@ _PID = 0  # this worker's pid: a process a task forks inherits the SIGTERM handl
 _PR_SET_PDEATHSIG = 1
 _CHECK_EVERY_S = 0.02  # how often a long chunk looks for a Cancel
 _CPU_PER_TASK_MAX = 64  # chunks up to this size measure CPU per task; larger ones once
+_PARENT_CHECK_S = 0.25  # how often a worker started by another thread looks for its parent
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,10 @@ class WorkerConfig:
     forked: bool
     env: dict[str, str] = field(default_factory=dict)
     threads: int | None = None  # cap of numeric libraries' thread pools
+    # Started by the main process's main thread. The kernel's parent-death signal follows
+    # the thread that forked, not the process: a worker started by another thread would be
+    # killed when that thread ends (a Pool used from a ThreadPoolExecutor's threads).
+    main_thread: bool = True
 
 
 def set_marker(value: float) -> None:
@@ -179,7 +185,7 @@ def _setup(config: WorkerConfig) -> None:
     # one killpg(), and a terminal's Ctrl-C reaches only the main process.
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    _die_with_parent(config.parent_pid)
+    _die_with_parent(config.parent_pid, config.main_thread)
     if config.parent_pid == 0:
         _leave_forkserver_alive_pipe()
     # Started as a daemonic multiprocessing process, a worker could start no process at all:
@@ -246,15 +252,32 @@ def prepare_prctl() -> None:
             _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to send SIGTERM when the main process dies (Linux)."""
-    if sys.platform.startswith("linux"):
+def _die_with_parent(parent_pid: int, main_thread: bool = True) -> None:
+    """End this worker (and its process group) when the main process dies.
+
+    Started by the main thread (or by the fork server): the kernel sends SIGTERM when the
+    parent ends (Linux). Started by another thread, whose end would send it too, a thread
+    of this worker looks at the parent every ``_PARENT_CHECK_S`` instead.
+    """
+    if not main_thread and parent_pid:
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="ploop-parent-watch", daemon=True
+        ).start()
+    elif sys.platform.startswith("linux"):
         prepare_prctl()  # (done already, unless the worker was spawned)
         with contextlib.suppress(Exception):
             _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     # Under forkserver the parent is the fork server, which lives as long as the main process.
     if parent_pid and os.getppid() != parent_pid:  # it died before the request took effect
         _die_with_group(signal.SIGTERM, None)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Until the parent is gone (this process is handed to another), then end as
+    SIGTERM from the kernel would have ended it."""
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_CHECK_S)
+    _die_with_group(signal.SIGTERM, None)
 
 
 def _leave_forkserver_alive_pipe() -> None:

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, MutableSequence, Sequence
@@ -154,6 +155,7 @@ class Workers:
             dump_path=dump_path,
             forked=self.start_method == "fork",
             threads=self.threads,
+            main_thread=threading.current_thread() is threading.main_thread(),
             env=self.env
             | {
                 "PLOOP_WORKER": wid,

@@ -28,12 +28,13 @@ LONG_GRACE = 60.0
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, threading
     sys.path.insert(0, {root!r})
     import pytest_ploop as ploop
     from tests import faults
 
     OUT, START_METHOD, GRACE = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    IN_THREAD = sys.argv[4] == "thread"  # the pool is used from a thread, not the main one
 
     def task(i):
         if i < 2:
@@ -52,7 +53,12 @@ SCRIPT = textwrap.dedent(
                 raise
 
     if __name__ == "__main__":
-        main()
+        if IN_THREAD:
+            thread = threading.Thread(target=main)
+            thread.start()
+            thread.join()
+        else:
+            main()
     """
 )
 
@@ -111,12 +117,12 @@ def _read_pid(path: Path) -> int | None:
 def script(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Script]:
     """Start the script (``request.param`` is its start method and grace) and wait until
     tasks 2 and 3 run, each with its grandchild."""
-    start_method, grace = request.param
+    start_method, grace, *where = request.param
     path = tmp_path / "script.py"
     path.write_text(SCRIPT.format(root=str(ROOT)))
     with (tmp_path / "stdout").open("w") as stdout, (tmp_path / "stderr").open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, str(path), str(tmp_path), start_method, str(grace)],
+            [sys.executable, str(path), str(tmp_path), start_method, str(grace), *where, "main"],
             stdout=stdout, stderr=stderr,
         )  # fmt: skip
     running = Script(proc, tmp_path, {})
@@ -180,14 +186,19 @@ def test_sigterm_terminates_at_once_and_the_process_ends_by_sigterm(script: Scri
 
 @pytest.mark.parametrize(
     "script",
-    [(method, LONG_GRACE) for method in ("fork", "spawn", "forkserver")],
+    [
+        *((method, LONG_GRACE) for method in ("fork", "spawn", "forkserver")),
+        ("fork", LONG_GRACE, "thread"),
+        ("spawn", LONG_GRACE, "thread"),
+    ],
     indirect=True,
-    ids=["fork", "spawn", "forkserver"],
+    ids=["fork", "spawn", "forkserver", "fork-from-a-thread", "spawn-from-a-thread"],
 )
 def test_workers_and_their_children_end_when_the_main_process_is_killed(script: Script) -> None:
     script.proc.kill()
     script.wait()
-    # The kernel tells each worker its parent died; the worker ends its process group.
+    # The kernel tells each worker its parent died (a worker started by a thread other than
+    # the main one looks for its parent itself); the worker ends its process group.
     script.assert_no_survivor(within=3)
 
 
