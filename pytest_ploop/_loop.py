@@ -503,6 +503,7 @@ class Pool:
         failures = run.outcomes.failures
         buffer: dict[int, Any] = {}
         next_index = 0
+        input_error: Exception | None = None
         try:
             run.begin()
             while True:
@@ -533,7 +534,14 @@ class Pool:
                     run.delivered = run.outcomes.settled
                 if run.done and not ready:
                     break
-                run.poll()
+                try:
+                    run.poll()
+                except Exception as exc:
+                    if input_error is not None:
+                        raise
+                    # The input raised: as multiprocessing's imap does, the results of the
+                    # items taken before come first, then the input's error.
+                    input_error = exc
         except GeneratorExit:
             run.abort("the caller stopped iterating")
             self._finish(run)
@@ -542,6 +550,8 @@ class Pool:
             self._finish(run)
             raise
         self._finish(run)
+        if input_error is not None:
+            raise input_error
         self._conclude(run, None)
 
 

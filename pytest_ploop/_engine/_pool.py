@@ -505,6 +505,11 @@ class Run:
         if len(args) < size and not self.exhausted:
             try:
                 args.extend(itertools.islice(self.it, size - len(args)))
+            except BaseException:
+                # The items taken before the input raised are tasks like any other: they
+                # were dropped without an outcome.
+                self._peeked.extend(args)
+                raise
             finally:
                 if len(args) < size:
                     self.exhausted = True

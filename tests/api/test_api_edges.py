@@ -289,3 +289,32 @@ def test_odd_option_values_are_refused_with_the_fix(option: dict[str, Any], mess
     """cost=5 failed later with "'int' object is not callable"; timeout=True meant 1 s."""
     with pytest.raises((TypeError, ValueError), match=message):
         ploop.map(faults.square, range(3), workers=2, **option)
+
+
+def _input_that_breaks_at(n: int) -> Any:
+    yield from range(n)
+    raise RuntimeError(f"input broke at {n}")
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_stream_yields_what_it_took_before_its_input_raised(ordered: bool) -> None:
+    """The results of the items taken before the input raised were dropped (5,000 items
+    taken, 0 results); multiprocessing's imap yields them, then raises the input's error."""
+    got: list[int] = []
+    with ploop.Pool(workers=2) as pool:
+        stream = pool.imap if ordered else pool.imap_unordered
+        with pytest.raises(RuntimeError, match="input broke at 5000"):
+            for value in stream(faults.square, _input_that_breaks_at(5000)):
+                got.append(value)
+        assert pool.last_run is not None and pool.last_run.counts["passed"] == 5000
+    assert (got if ordered else sorted(got)) == [x * x for x in range(5000)]
+
+
+def test_map_accounts_for_every_item_taken_before_its_input_raised() -> None:
+    """The items of the chunk being taken when the input raised had no outcome at all."""
+    with ploop.Pool(workers=2) as pool:
+        with pytest.raises(RuntimeError, match="input broke at 5000"):
+            pool.map(faults.square, _input_that_breaks_at(5000))
+        record = pool.last_run
+        assert record is not None
+        assert sum(record.counts.values()) == 5000
