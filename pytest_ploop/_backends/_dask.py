@@ -335,6 +335,9 @@ class DaskRun:
         except BaseException:
             self.finish()  # the caller never gets the run to finish it: signals, futures
             raise
+        finally:
+            if options.signals_while_polling:  # a stream's: see RunOptions
+                self._restore_signals()
 
     # -- driving ------------------------------------------------------------------------
 
@@ -349,6 +352,16 @@ class DaskRun:
         """Wait up to ``timeout`` for finished batches and act on what happened."""
         if self.done:
             return
+        if not self.options.signals_while_polling:
+            self._poll(timeout)
+            return
+        self._install_signals()
+        try:
+            self._poll(timeout)
+        finally:
+            self._restore_signals()
+
+    def _poll(self, timeout: float) -> None:
         if self._batches:
             _wait_ready(self._ac, min(timeout, max(0.0, self._next_tick - time.monotonic())))
         ready = self._ac.next_batch(block=False)

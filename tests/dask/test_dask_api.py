@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,11 @@ def test_fail_fast_and_imap_stopped_early(backend: Any) -> None:
         assert [f.index for f in err.failures if f.kind == "failed"] == [0]
         assert {f.kind for f in err.failures} <= {"failed", "not_run"}
         assert err.not_consumed > 0 and err.total + err.not_consumed == 51
+        before = signal.getsignal(signal.SIGINT)
         it = pool.imap(faults.square, range(10_000))
         assert next(it) == 0
+        # Suspended between results, a stream leaves Ctrl-C to the program (it swallowed it).
+        assert signal.getsignal(signal.SIGINT) is before
         it.close()  # the run is stopped and finished: the pool takes the next call
         assert pool.map(faults.square, [5]) == [25]
 
