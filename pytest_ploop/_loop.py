@@ -356,8 +356,6 @@ class Pool:
     # -- running ------------------------------------------------------------------------
 
     def _engine(self, start_method: str | None) -> Workers:
-        if self._closed:
-            raise ValueError("this Pool is closed; create a new one")
         # A call's start_method is for that call: the next one without its own goes back
         # to the pool's (it kept the last call's, and a closure then failed under spawn).
         method = start_method or default_start_method()
@@ -371,8 +369,6 @@ class Pool:
     def _dask_backend(self, workers: int) -> DaskBackend:
         """The pool's Dask connection (a local cluster of ``workers`` processes, without an
         address), opened at its first call and kept until :meth:`close`."""
-        if self._closed:
-            raise ValueError("this Pool is closed; create a new one")
         if self._dask is None:
             self._dask = open_dask(self._address, None if self._address else workers)
         return self._dask

@@ -61,7 +61,7 @@ import distributed
 from distributed.core import Status
 
 from .._engine._outcomes import Outcomes, bounded_repr, rebuild
-from .._engine._pool import RunOptions, length_of
+from .._engine._pool import RunOptions, length_of, signals_for_poll
 from .._engine._record import RunRecord, Sample, WorkerInfo
 from .._engine._schedule import Dynamic, Progress, Scheduler, make_scheduler
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
@@ -328,16 +328,15 @@ class DaskRun:
         except BaseException:
             backend.unlisten(self.token)
             raise
-        self._install_signals()
+        if not options.signals_while_polling:
+            self._install_signals()  # held until finish() (a stream's: see RunOptions)
         try:
-            self._fill()
-            self._check_done()
+            with signals_for_poll(self):
+                self._fill()
+                self._check_done()
         except BaseException:
             self.finish()  # the caller never gets the run to finish it: signals, futures
             raise
-        finally:
-            if options.signals_while_polling:  # a stream's: see RunOptions
-                self._restore_signals()
 
     # -- driving ------------------------------------------------------------------------
 
@@ -352,14 +351,8 @@ class DaskRun:
         """Wait up to ``timeout`` for finished batches and act on what happened."""
         if self.done:
             return
-        if not self.options.signals_while_polling:
+        with signals_for_poll(self):
             self._poll(timeout)
-            return
-        self._install_signals()
-        try:
-            self._poll(timeout)
-        finally:
-            self._restore_signals()
 
     def _poll(self, timeout: float) -> None:
         if self._batches:

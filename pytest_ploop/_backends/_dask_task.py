@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._engine._messages import Failure
+from .._engine._messages import Failure, safe_str
 
 # The Dask event topic of batch starts: one for every run, as the scheduler keeps a log per topic.
 TOPIC = "ploop"
@@ -129,12 +129,8 @@ def capture(exc: BaseException, where: str) -> Failure:
         pickle.loads(blob)  # an exception can pickle and still fail to unpickle
     except Exception:
         blob = None
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<str() of the exception failed>"
     name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-    return Failure(name, message, text, where, blob)
+    return Failure(name, safe_str(exc), text, where, blob)
 
 
 def in_ploop_task() -> bool:

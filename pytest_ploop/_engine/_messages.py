@@ -1,4 +1,5 @@
-"""Messages between the main process and its workers: frozen dataclasses, nothing else.
+"""Messages between the main process and its workers: frozen dataclasses, and
+:func:`safe_str` for the text of a :class:`Failure`.
 
 Every message crosses a socket as one frame (see ``_transport``): an 8-byte length and the
 message pickled. Payloads that a user supplies (the function, arguments, results, exceptions)
@@ -13,6 +14,15 @@ from __future__ import annotations
 import enum
 from array import array
 from dataclasses import dataclass
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception's ``__str__`` raises: one task's odd
+    exception must cost neither its own report nor the call's report of every task."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() of the exception failed>"
 
 
 class Phase(enum.IntEnum):

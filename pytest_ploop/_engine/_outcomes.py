@@ -16,7 +16,7 @@ from .._errors import (
     TaskFailure,
     TaskNotRun,
 )
-from ._messages import Failure
+from ._messages import Failure, safe_str
 
 _repr = reprlib.Repr()
 _repr.maxstring = 80
@@ -111,15 +111,6 @@ class Outcomes:
         """Record that task ``index`` never ran, and why."""
         exc = TaskNotRun(index, reason)
         self.fail(index, "not_run", argument, exc, str(exc))
-
-
-def safe_str(exc: BaseException) -> str:
-    """``str(exc)``, or a placeholder when the exception's ``__str__`` raises: one task's odd
-    exception must not cost the call its report of every task."""
-    try:
-        return str(exc)
-    except Exception:
-        return "<str() of the exception failed>"
 
 
 def failure_message(failures: Sequence[TaskFailure], total: int, not_consumed: int | None) -> str:

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
 from . import _metrics, _worker
@@ -115,6 +115,29 @@ class RunOptions:
     # (KeyboardInterrupt raised there, SIGTERM's own action); the run's handlers, left in
     # place, swallowed both for as long as a stream was suspended or kept unfinished.
     signals_while_polling: bool = False
+
+
+class _HoldsSignals(Protocol):
+    options: RunOptions
+
+    def _install_signals(self) -> None: ...
+
+    def _restore_signals(self) -> None: ...
+
+
+@contextlib.contextmanager
+def signals_for_poll(run: _HoldsSignals) -> Iterator[None]:
+    """Around what a stream's run does inside ``next()`` (``RunOptions.signals_while_polling``):
+    its signal handlers, installed for that and restored after. Nothing for another run,
+    which holds them from :meth:`Run.begin` to :meth:`Run.finish`."""
+    if not run.options.signals_while_polling:
+        yield
+        return
+    run._install_signals()
+    try:
+        yield
+    finally:
+        run._restore_signals()
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -223,19 +246,18 @@ class Run:
 
     def begin(self) -> None:
         """Take the first tasks from the input and start workers for them."""
-        self._install_signals()
+        if not self.options.signals_while_polling:
+            self._install_signals()  # held until finish()
         try:
-            self._fill()
-            self._check_done()
+            with signals_for_poll(self):
+                self._fill()
+                self._check_done()
         except BaseException:
             # The input (a generator that raises) or a worker's start can fail here: without
             # this the signal handlers stayed replaced (Ctrl-C then did nothing) and the
             # wake-up pipe leaked, when the caller did not finish the run.
             self.finish()
             raise
-        finally:
-            if self.options.signals_while_polling:
-                self._restore_signals()
 
     # -- driving ------------------------------------------------------------------------
 
@@ -249,14 +271,8 @@ class Run:
             return
         if self._starts_pending and self.state is State.RUNNING:
             timeout = 0
-        if not self.options.signals_while_polling:
+        with signals_for_poll(self):
             self._poll(timeout)
-            return
-        self._install_signals()
-        try:
-            self._poll(timeout)
-        finally:
-            self._restore_signals()
 
     def _poll(self, timeout: float) -> None:
         for key, mask in self._selector.select(timeout):

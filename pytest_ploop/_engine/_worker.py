@@ -51,6 +51,7 @@ from ._messages import (
     NoMore,
     Phase,
     Stop,
+    safe_str,
 )
 
 # Functions the main process registered before forking: a forked worker finds a job's
@@ -252,7 +253,7 @@ def prepare_prctl() -> None:
             _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent(parent_pid: int, main_thread: bool = True) -> None:
+def _die_with_parent(parent_pid: int, main_thread: bool) -> None:
     """End this worker (and its process group) when the main process dies.
 
     Started by the main thread (or by the fork server): the kernel sends SIGTERM when the
@@ -332,12 +333,8 @@ def capture(exc: BaseException, where: str) -> Failure:
         pickle.loads(blob)  # an exception can pickle and still fail to unpickle
     except Exception:
         blob = None
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<str() of the exception failed>"
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return Failure(name.removeprefix("builtins."), message, text, where, blob)
+    return Failure(name.removeprefix("builtins."), safe_str(exc), text, where, blob)
 
 
 class _Loop:
