@@ -45,7 +45,6 @@ import enum
 import itertools
 import pickle
 import signal
-import threading
 import time
 import uuid
 from array import array
@@ -61,7 +60,7 @@ import distributed
 from distributed.core import Status
 
 from .._engine._outcomes import Outcomes, bounded_repr, rebuild
-from .._engine._pool import RunOptions, length_of, signals_for_poll
+from .._engine._pool import RunOptions, length_of, signals_for_poll, take_signals
 from .._engine._record import RunRecord, Sample, WorkerInfo
 from .._engine._schedule import Dynamic, Progress, Scheduler, make_scheduler
 from .._errors import PloopError, TaskTimeout, WorkerCrashed
@@ -1006,13 +1005,7 @@ class DaskRun:
     # -- signals ------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
-        if (
-            not self.options.handle_signals
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._old_handlers = take_signals(self._on_signal, self.options.handle_signals)
 
     def _restore_signals(self) -> None:
         for sig, handler in self._old_handlers.items():

@@ -140,6 +140,21 @@ def signals_for_poll(run: _HoldsSignals) -> Iterator[None]:
         run._restore_signals()
 
 
+def take_signals(handler: Callable[[int, FrameType | None], None], enabled: bool) -> dict[int, Any]:
+    """Point SIGINT and SIGTERM at ``handler`` and return the handlers they had, for a run
+    that acts on them. Not when ``enabled`` is false, off the main thread (Python allows
+    handlers only there), or for a signal the process ignores (a background job of a script,
+    nohup, a supervisor's choice): the run ignores it too, as the same code without workers
+    would."""
+    old: dict[int, Any] = {}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        return old
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            old[sig] = signal.signal(sig, handler)
+    return old
+
+
 def length_of(items: Iterable[Any]) -> int | None:
     """``len(items)`` when it has one (never consuming it), else ``None``: also when
     ``len()`` fails (``range(10**20)`` overflows it), as the iterable may still iterate."""
@@ -936,17 +951,7 @@ class Run:
                 self._masks[fd] = want
 
     def _install_signals(self) -> None:
-        if (
-            not self.options.handle_signals
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) == signal.SIG_IGN:
-                # The process ignores it (a background job of a script, nohup, a supervisor's
-                # choice): so does the run, as the same code without workers would.
-                continue
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._old_handlers = take_signals(self._on_signal, self.options.handle_signals)
         if self._old_handlers:
             self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 

@@ -208,3 +208,23 @@ def test_ctrl_c_cancels_the_run_and_leaves_the_cluster_usable(backend) -> None:
     assert results_of(run)[0] == 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert dask_map(backend, faults.square, range(5))[0] == [0, 1, 4, 9, 16]
+
+
+def test_a_signal_the_process_ignores_is_ignored_by_the_run(backend) -> None:
+    """Before, the run pointed an ignored SIGINT at its own handler: a Ctrl-C that the
+    program chose to ignore (nohup, a background job) stopped the loop, as it does not
+    without workers (nor on the local backend)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = start(backend, faults.sleep_then, [(0.05, i) for i in range(8)], chunksize=1)
+        try:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            run.run_to_end()
+        finally:
+            run.finish()
+        assert run.interrupted is None
+        assert results_of(run) == list(range(8))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
