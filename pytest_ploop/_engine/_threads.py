@@ -80,9 +80,13 @@ def restore() -> None:
 
 
 def cap(n: int) -> None:
-    """In a worker: cap the numeric libraries at ``n`` threads (see the module docstring)."""
+    """In a worker: cap the numeric libraries at ``n`` threads (see the module docstring).
+
+    A cap only lowers: a smaller count the environment sets already (``OMP_NUM_THREADS=1``
+    for the whole run), or a library runs with already, stays."""
     for var in THREAD_VARS:
-        os.environ[var] = str(n)
+        if not 1 <= _count(os.environ.get(var)) <= n:
+            os.environ[var] = str(n)
     loaded = _loaded_numeric()
     if not loaded:
         return
@@ -94,10 +98,20 @@ def cap(n: int) -> None:
 
             controller = ThreadpoolController()
         for lib in controller.lib_controllers:
-            if _pthreads_openblas(lib) and lib.num_threads <= n:
-                continue  # capped in the main process before the fork: starting nothing
+            if lib.num_threads <= n:
+                # Within the cap already: capped in the main process before the fork (an
+                # OpenBLAS whose pool must not start), or by the user, lower.
+                continue
             if not _cap_at_rest(lib, n):
                 lib.set_num_threads(n)
+
+
+def _count(text: str | None) -> int:
+    """A thread-count variable's value, 0 when unset or not a whole number."""
+    try:
+        return int(text or "")
+    except ValueError:
+        return 0
 
 
 def _pthreads_openblas(lib: Any) -> bool:

@@ -102,6 +102,17 @@ def test_zero_threads_per_worker_leaves_the_libraries_alone(project: Project) ->
     assert report["blas"] == [2]
 
 
+def test_a_lower_count_the_environment_sets_stays(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cap only lowers: a run under ``OMP_NUM_THREADS=1`` kept 1 in a serial run and got
+    2 in a worker (the cap was written over it)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    report = _report(project, "--ploop-workers=1")
+    assert report["env"] == {**_env("2"), "OMP_NUM_THREADS": "1"}
+    assert report["blas"] == [1]  # loaded in the main process under OMP_NUM_THREADS=1
+
+
 @pytest.fixture
 def one_cpu() -> Iterator[None]:
     """This process (and so the inner run) may use CPU 0 only, for the duration of the test."""
