@@ -265,3 +265,34 @@ def test_workers_are_first_sampled_one_tick_into_the_run() -> None:
         record = pool.last_run
     assert record.samples, "a run of 0.25 s was never sampled"
     assert min(s.t for s in record.samples) >= record.started + TICK_S
+
+
+def _child_holding_memory(paths: tuple[str, str]) -> int:
+    """Start a process that fills 100 MiB, says so, and waits for the release."""
+    ready, release = paths
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests import faults; "
+        f"data = b'x' * (100 << 20); faults.touch({ready!r}); faults.wait_for_path({release!r})"
+    )
+    return subprocess.run([sys.executable, "-c", code], check=True).returncode
+
+
+def test_a_workers_samples_include_its_child_processes(tmp_path: Path) -> None:
+    """A worker's samples counted the worker alone: a test's server or build that used
+    memory and CPU in a child process was invisible (``children`` was always 0), and so was
+    it to ``--ploop-workers=auto``'s memory fit."""
+    ready, release = str(tmp_path / "ready"), str(tmp_path / "release")
+    workers = Workers("fork")
+    run = Run(workers, _child_holding_memory, [(ready, release)], RunOptions(workers=2))
+    try:
+        deadline = time.monotonic() + 30
+        while not (seen := [s for s in run.record.samples if s.rss > 100 << 20]):
+            assert time.monotonic() < deadline, run.record.samples
+            run.poll()
+        assert seen[0].children == 1
+        faults.touch(release)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["passed"] == 1
