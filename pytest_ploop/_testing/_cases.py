@@ -8,8 +8,9 @@
     one report: "7 of 500 cases failed", then each such case; timings to user_properties,
     the report's ``ploop_cases`` and the pytest cache (longest first next time)
 
-``--ploop-case=ID`` instead runs the named cases one by one in the item's own process and lets
-a failure propagate as pytest's own, so ``--pdb`` stops in the case.
+``--ploop-case=ID`` instead runs the named cases one by one in the item's own process. One
+case is the test's own call: its failure propagates as pytest's own, so ``--pdb`` stops in the
+case. Several each run to their outcome, and the item ends as a fan-out of them would.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ from ._logs import plugin_handler
 from ._remote import save_coverage
 
 CACHE_PREFIX = "ploop/cases/"
+# Raised by a case in the test's own process, these end the session as from any test.
+_NOT_AN_OUTCOME = (KeyboardInterrupt, pytest.exit.Exception)
 
 __all__ = ["SELECTED_KEY", "SUMMARY_KEY", "CaseFailed", "run_item"]
 
@@ -93,6 +96,20 @@ class _Call:
             if "tmpdir" in kwargs:
                 kwargs["tmpdir"] = type(kwargs["tmpdir"])(str(path))
         return kwargs
+
+    @contextlib.contextmanager
+    def arguments(self, case: Case) -> Iterator[dict[str, Any]]:
+        """The case's arguments, as ``for_case``, with a ``monkeypatch`` of the case's own:
+        what the case patches is undone when it ends, failed or not, so that the next case
+        its process runs does not see it. The patches the fixtures made stay: they were
+        made before the case, in the process it inherits."""
+        kwargs = self.for_case(case)
+        if "monkeypatch" not in self.kwargs:
+            yield kwargs
+            return
+        with pytest.MonkeyPatch.context() as patch:
+            kwargs["monkeypatch"] = patch
+            yield kwargs
 
 
 # -- in the worker -------------------------------------------------------------------------
@@ -181,7 +198,11 @@ def _text_stream(fd: int) -> Any:
 
 
 class _ItemTask:
-    """The engine task: ``task(case_index)`` runs one case in a worker."""
+    """The engine task: ``task(case_index)`` runs one case in a worker.
+
+    ``raises``: the classes the item's own ``xfail(raises=...)`` mark names, if any;
+    ``propagate``: the exceptions that are not a case's outcome (see ``case_outcome``).
+    """
 
     def __init__(
         self,
@@ -190,9 +211,12 @@ class _ItemTask:
         call: _Call,
         xfails: dict[int, XFail | None],
         capture: _Capture | None,
+        raises: tuple[type[BaseException], ...] | None,
+        propagate: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.item, self.spec, self.call = item, spec, call
         self.xfails, self.capture = xfails, capture
+        self.raises, self.propagate = raises, propagate
 
     def __call__(self, index: int) -> CaseResult:
         case = self.spec.cases[index]
@@ -200,22 +224,41 @@ class _ItemTask:
             self.capture.start(index)
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:  # keeps the item's filters
-            outcome, text = self._run(case)
+            outcome, text, expected = self.outcome_of(case)
         seconds = time.perf_counter() - start
         out = err = log = ""
         if self.capture is not None:
             out, err, log = self.capture.stop(index, keep=outcome in FAILING)
         seen = tuple(_warning(w) for w in caught)
-        result = CaseResult(index, outcome, text, out, err, seconds, warnings=seen, log=log)
+        result = CaseResult(
+            index, outcome, text, out, err, seconds, warnings=seen, log=log,
+            raised_expected=expected,
+        )  # fmt: skip
         if outcome in FAILING:
             raise CaseFailed(result)
         return result
 
-    def _run(self, case: Case) -> tuple[str, str]:
-        def run() -> object:
-            return self.spec.fn(*self.call.args, **self.call.for_case(case))
+    def outcome_of(self, case: Case) -> tuple[str, str, bool]:
+        """Run ``case`` here: its outcome, the text its report shows, and whether it failed
+        with an exception of the item's ``raises`` (judged here, where the exception is)."""
+        raised: list[BaseException] = []
 
-        return case_outcome(run, self.xfails.get(case.index), self._longrepr)
+        def run() -> object:
+            try:
+                with self.call.arguments(case) as kwargs:
+                    return self.spec.fn(*self.call.args, **kwargs)
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+        xfail = self.xfails.get(case.index)
+        outcome, text = case_outcome(run, xfail, self._longrepr, self.propagate)
+        expected = (
+            outcome == "failed"
+            and self.raises is not None
+            and any(isinstance(exc, self.raises) for exc in raised)
+        )
+        return outcome, text, expected
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest shows a test's: its frames of the test only, assertions
@@ -229,11 +272,13 @@ class _ItemTask:
 
 
 def _warning(message: warnings.WarningMessage) -> tuple[Any, str, str, int]:
+    """A warning as it travels to the item's process: its class (only its name when the
+    class does not pickle: one defined in a function), its text and where it was raised."""
     category: Any = message.category
     try:
         pickle.loads(pickle.dumps(category))
     except Exception:
-        category = None
+        category = f"{category.__module__}.{category.__qualname__}"
     return (category, str(message.message), message.filename, message.lineno)
 
 
@@ -241,20 +286,38 @@ def _warning(message: warnings.WarningMessage) -> tuple[Any, str, str, int]:
 
 
 def run_item(item: pytest.Function, spec: Spec) -> None:
-    """Run the cases of the decorated test ``item`` (its fixtures are set up); fail it with
-    one report if any case did not pass."""
+    """Run the cases of the decorated test ``item`` (its fixtures are set up) in workers;
+    fail it with one report if any case did not pass. The cases ``--ploop-case`` named run
+    here instead (one: as the test's own call; several: each to its outcome)."""
     __tracebackhide__ = True
     call = _call_of(item, spec)
     namespace = _namespace(item, spec)
     strict = _strict_xfail(item.config)
     selected = item.stash.get(SELECTED_KEY, None)
-    if selected is not None:
-        _run_serial(item, spec, [spec.cases[i] for i in selected], call, namespace, strict)
+    if selected is not None and len(selected) == 1:
+        _run_one(spec, spec.cases[selected[0]], call, namespace, strict)
         return
+    indices = selected if selected is not None else tuple(range(len(spec.cases)))
+    results, xfails, runnable = _triage(spec, indices, namespace, strict)
+    raises = _item_raises(item, namespace, strict)
+    if selected is None:
+        results.update(_fan_out(item, spec, call, results, xfails, runnable, raises))
+    else:
+        task = _ItemTask(item, spec, call, xfails, None, raises, _NOT_AN_OUTCOME)
+        results.update(_run_here(task, runnable))
+    _conclude(item, spec, results, len(indices), raises)
+
+
+def _triage(
+    spec: Spec, indices: Sequence[int], namespace: dict[str, Any], strict: bool
+) -> tuple[dict[int, CaseResult], dict[int, XFail | None], list[int]]:
+    """The cases' marks, read before any case runs: the results of the cases a ``skip`` or
+    an ``xfail(run=False)`` mark keeps from running, the ``xfail`` mark of each other case,
+    and those cases, to run."""
     results: dict[int, CaseResult] = {}
     xfails: dict[int, XFail | None] = {}
     runnable: list[int] = []
-    for case in spec.cases:
+    for case in (spec.cases[i] for i in indices):
         reason = skip_reason(case, namespace)
         xfail = xfail_of(case, namespace, strict)
         if reason is not None:
@@ -264,26 +327,58 @@ def run_item(item: pytest.Function, spec: Spec) -> None:
         else:
             runnable.append(case.index)
             xfails[case.index] = xfail
+    return results, xfails, runnable
+
+
+def _fan_out(
+    item: pytest.Function,
+    spec: Spec,
+    call: _Call,
+    triaged: dict[int, CaseResult],
+    xfails: dict[int, XFail | None],
+    runnable: list[int],
+    raises: tuple[type[BaseException], ...] | None,
+) -> dict[int, CaseResult]:
+    """Run the ``runnable`` cases in workers; their results. The timings of all the cases
+    (``triaged`` ones too) go to the reports, their warnings to pytest's."""
+    __tracebackhide__ = True
     # Without fork (no platform ploop supports) the cases run here, under pytest's capture.
     streams = item.config.getoption("capture", "fd") != "no"
     logs = _report_log_handler(item.config)
     capturing = (streams or logs is not None) and hasattr(os, "fork")
     directory = tempfile.mkdtemp(prefix="ploop-cases-") if capturing else None
     capture = _Capture(directory, streams, logs) if directory else None
-    task = _ItemTask(item, spec, call, xfails, capture)
+    task = _ItemTask(item, spec, call, xfails, capture, raises)
     plan = _plan(item, spec, runnable)
     try:
         with _watchdog.paused(), _coverage_saved_by_workers():
             task_run = _fanout.run(for_backend(task, plan), runnable, plan)
-        results.update(_collect(task_run, runnable, directory))
+        results = _collect(task_run, runnable, directory)
     finally:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
     _fanout.reraise_interrupt(task_run)
-    summary = _summary(spec, results, task_run)
-    _record(item, spec, results, summary)
+    everything = {**triaged, **results}
+    _record(item, spec, everything, _summary(spec, everything, task_run))
     _warn_again(results)
-    _conclude(item, spec, results)
+    return results
+
+
+def _item_raises(
+    item: pytest.Function, namespace: dict[str, Any], strict: bool
+) -> tuple[type[BaseException], ...] | None:
+    """The classes the item's own ``xfail(raises=...)`` mark names, when the mark applies
+    (its conditions evaluated as a case's are: the item's marks stand in for a case's).
+    ``None`` without such a mark, or when ``raises`` is not classes (a ``pytest.RaisesExc``
+    matches the exception's message too, which the aggregate failure does not carry)."""
+    marks = tuple(item.iter_markers("xfail"))
+    xfail = xfail_of(Case(-1, item.name, {}, marks), namespace, strict) if marks else None
+    raises = xfail.raises if xfail is not None else None
+    if isinstance(raises, type):
+        return (raises,)
+    if isinstance(raises, tuple) and all(isinstance(c, type) for c in raises):
+        return raises
+    return None
 
 
 @contextlib.contextmanager
@@ -472,26 +567,77 @@ def _user_properties(summary: dict[str, Any]) -> list[tuple[str, object]]:
 
 def _warn_again(results: dict[int, CaseResult]) -> None:
     """Warnings the cases raised, once each, in the item's process: pytest records them for
-    the item and shows them in its warnings summary."""
+    the item and shows them in its warnings summary. Not guarded: the filters here are the
+    ones the case had (its worker inherited them), so a warning that passed them there
+    passes them here, and one that does not is not dropped unseen."""
     seen = {w for r in results.values() for w in r.warnings}
     for category, message, filename, lineno in sorted(seen, key=lambda w: (w[2], w[3], w[1])):
-        category = category if isinstance(category, type) else UserWarning
+        warning = _rebuilt(category, message)
+        warnings.warn_explicit(warning, type(warning), filename, lineno)
+
+
+def _rebuilt(category: Any, message: str) -> Warning:
+    """The warning of class ``category`` and text ``message`` again: by calling the class,
+    else without its ``__init__`` (which may want other arguments) as an instance whose
+    ``args`` are the text. A class that gives neither with that text, or only a class's
+    name (it did not pickle), makes a UserWarning that names it."""
+    if isinstance(category, type) and issubclass(category, Warning):
         with contextlib.suppress(Exception):
-            warnings.warn_explicit(category(message), category, filename, lineno)
+            warning = category(message)
+            if str(warning) == message:
+                return warning
+        with contextlib.suppress(Exception):
+            warning = category.__new__(category)
+            warning.args = (message,)
+            if str(warning) == message:
+                return warning
+        category = f"{category.__module__}.{category.__qualname__}"
+    return UserWarning(f"{category}: {message}" if isinstance(category, str) else message)
 
 
-def _conclude(item: pytest.Function, spec: Spec, results: dict[int, CaseResult]) -> None:
+def _conclude(
+    item: pytest.Function,
+    spec: Spec,
+    results: dict[int, CaseResult],
+    total: int,
+    raises: tuple[type[BaseException], ...] | None,
+) -> None:
+    """The item's outcome from its cases' (``total``: the cases there are, or those that
+    ``--ploop-case`` named): failed if any did not pass, skipped if all were, xfailed if none
+    passed and some xfailed; else it passes."""
     __tracebackhide__ = True
     counts = Counter(r.outcome for r in results.values())
     bad = [results[i] for i in sorted(results) if results[i].outcome in FAILING]
     if bad:
-        pytest.fail(failure_report(item, spec, results), pytrace=False)
-    total = len(spec.cases)
+        report = failure_report(item, spec, results, total)
+        if raises is not None and all(r.raised_expected for r in bad):
+            raise _expected_failure(report, raises)
+        pytest.fail(report, pytrace=False)
     if counts["passed"] + counts["xpassed"] + counts["xfailed"] == 0 and total:
         reasons = "; ".join(sorted({r.text for r in results.values()}))
         _skip(f"{'all ' if total > 1 else ''}{cases(total)} skipped: {reasons}")
     if counts["passed"] + counts["xpassed"] == 0 and counts["xfailed"]:
         pytest.xfail(f"{counts['xfailed']} of {cases(total)} xfailed, none passed")
+
+
+def _expected_failure(report: str, raises: tuple[type[BaseException], ...]) -> BaseException:
+    """pytest's ``Failed`` with ``report``, which is also an instance of one of ``raises``:
+    every failing case raised one of them, and pytest's check of the item's
+    ``xfail(raises=...)`` mark (``isinstance`` on the test's exception) then xfails the item,
+    as it would each case of a ``pytest.mark.parametrize`` test. A class that does not
+    combine with ``Failed`` (another instance layout or constructor) is passed over; with
+    none left, the failure is the plain one, as when some case failed otherwise."""
+    failed = pytest.fail.Exception
+    names = {"__module__": failed.__module__, "__qualname__": failed.__qualname__}
+    for cls in raises:
+        if issubclass(cls, _NOT_AN_OUTCOME):  # raised by a test, it ends the session
+            continue
+        with contextlib.suppress(TypeError):
+            failure: BaseException = type(failed.__name__, (failed, cls), names)(
+                report, pytrace=False
+            )
+            return failure
+    return failed(report, pytrace=False)
 
 
 def _skip(reason: str) -> None:
@@ -507,41 +653,43 @@ def _skip(reason: str) -> None:
 # -- --ploop-case: in this process ---------------------------------------------------------
 
 
-def _run_serial(
-    item: pytest.Function,
-    spec: Spec,
-    cases: list[Case],
-    call: _Call,
-    namespace: dict[str, Any],
-    strict: bool,
-) -> None:
-    """Run ``cases`` here, in order; the first failure propagates as the test's own (so
-    ``--pdb`` stops in it), with a note naming the case."""
+def _run_one(spec: Spec, case: Case, call: _Call, namespace: dict[str, Any], strict: bool) -> None:
+    """The one case ``--ploop-case`` named, as the test's own call: its failure propagates
+    as pytest's own (so ``--pdb`` stops in it and ``--tb`` shows its frames), with a note
+    naming the case. Its ``monkeypatch`` is the test's, undone at the test's teardown."""
     __tracebackhide__ = True
-    skipped: list[str] = []
-    xfailed: list[str] = []
-    for case in cases:
-        reason = skip_reason(case, namespace)
-        xfail = xfail_of(case, namespace, strict)
-        if reason is not None:
-            skipped.append(f"case {case.id}: {reason}")
-            continue
-        if xfail is not None and not xfail.run:
-            xfailed.append(f"case {case.id}: [NOTRUN] {xfail.reason}")
-            continue
-        try:
-            spec.fn(*call.args, **call.for_case(case))
-        except (pytest.skip.Exception, pytest.xfail.Exception):
-            raise
-        except BaseException as exc:
-            if xfail is not None and xfail.expects(exc):
-                xfailed.append(f"case {case.id}: {xfail.reason}")
-                continue
-            add_note(exc, f"ploop: case {case.id} ({case.describe()})")
-            raise
-        if xfail is not None and xfail.strict:
-            pytest.fail(f"[XPASS(strict)] case {case.id}: {xfail.reason}", pytrace=False)
-    if skipped and len(skipped) == len(cases):
-        _skip("; ".join(skipped))
-    if xfailed and len(skipped) + len(xfailed) == len(cases):
-        pytest.xfail("; ".join(xfailed))
+    reason = skip_reason(case, namespace)
+    xfail = xfail_of(case, namespace, strict)
+    if reason is not None:
+        _skip(f"case {case.id}: {reason}")
+    if xfail is not None and not xfail.run:
+        pytest.xfail(f"case {case.id}: [NOTRUN] {xfail.reason}")
+    try:
+        spec.fn(*call.args, **call.for_case(case))
+    except (pytest.skip.Exception, pytest.xfail.Exception):
+        raise
+    except BaseException as exc:
+        if xfail is not None and xfail.expects(exc):
+            pytest.xfail(f"case {case.id}: {xfail.reason}")
+        add_note(exc, f"ploop: case {case.id} ({case.describe()})")
+        raise
+    if xfail is not None and xfail.strict:
+        pytest.fail(f"[XPASS(strict)] case {case.id}: {xfail.reason}", pytrace=False)
+
+
+def _run_here(task: _ItemTask, runnable: list[int]) -> dict[int, CaseResult]:
+    """Several cases ``--ploop-case`` named, one by one in this process, each to its own
+    outcome as a worker judges it; their output goes to pytest's capture of the test. After
+    a failure, ``fail_fast`` leaves the rest not run, as a fan-out does."""
+    __tracebackhide__ = True
+    results: dict[int, CaseResult] = {}
+    for pos, index in enumerate(runnable):
+        start = time.perf_counter()
+        outcome, text, expected = task.outcome_of(task.spec.cases[index])
+        seconds = time.perf_counter() - start
+        results[index] = CaseResult(index, outcome, text, seconds=seconds, raised_expected=expected)
+        if task.spec.fail_fast and outcome in FAILING:
+            for rest in runnable[pos + 1 :]:
+                results[rest] = CaseResult(rest, "not_run", "fail_fast: an earlier case failed")
+            break
+    return results

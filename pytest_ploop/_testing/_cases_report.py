@@ -21,12 +21,20 @@ ORDER = ("failed", "crashed", "timed_out", "not_run", "passed", "xpassed", "xfai
 
 
 def case_outcome(
-    run: Callable[[], object], xfail: XFail | None, longrepr: Callable[[BaseException], str]
+    run: Callable[[], object],
+    xfail: XFail | None,
+    longrepr: Callable[[BaseException], str],
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> tuple[str, str]:
     """Run one case (``run()``, the test function with the case's arguments); its outcome
-    as pytest would judge it, with the case's marks, and the text its report shows."""
+    as pytest would judge it, with the case's marks, and the text its report shows.
+
+    The ``propagate`` exceptions are raised, not judged: in the test's own process, Ctrl-C
+    and ``pytest.exit()`` end the session, not just the case."""
     try:
         run()
+    except propagate:
+        raise
     except pytest.skip.Exception as exc:
         return "skipped", exc.msg or ""
     except pytest.xfail.Exception as exc:
@@ -64,6 +72,8 @@ class CaseResult:
     ``outcome``: passed, failed, crashed, timed_out, not_run, skipped, xfailed or xpassed.
     ``text``: the failure as pytest renders it, the crash or timeout, or a reason.
     ``stdout``, ``stderr``, ``log``: what a case that did not pass printed and logged.
+    ``raised_expected``: the case failed with an exception of the classes that the item's
+    own ``xfail(raises=...)`` mark names.
     """
 
     index: int
@@ -75,6 +85,7 @@ class CaseResult:
     worker: str = ""
     warnings: tuple[tuple[Any, str, str, int], ...] = ()  # category, message, file, line
     log: str = ""
+    raised_expected: bool = False
 
 
 def read_output(path: str) -> str:
@@ -129,9 +140,12 @@ def count_line(results: dict[int, CaseResult], total: int) -> str:
     return text
 
 
-def failure_report(item: pytest.Function, spec: Spec, results: dict[int, CaseResult]) -> str:
-    """The item's one report: the counts, then each case that did not pass."""
-    lines = [count_line(results, len(spec.cases))]
+def failure_report(
+    item: pytest.Function, spec: Spec, results: dict[int, CaseResult], total: int
+) -> str:
+    """The item's one report: the counts (of ``total`` cases: all, or those that
+    ``--ploop-case`` named), then each case that did not pass."""
+    lines = [count_line(results, total)]
     show = item.config.getoption("showcapture", "all")  # pytest's --show-capture
     lines.append(f"rerun one case in this process (--pdb works): {rerun_command(item, 'ID')}")
     for index in sorted(results):
