@@ -240,25 +240,14 @@ class _ItemTask:
 
     def outcome_of(self, case: Case) -> tuple[str, str, bool]:
         """Run ``case`` here: its outcome, the text its report shows, and whether it failed
-        with an exception of the item's ``raises`` (judged here, where the exception is)."""
-        raised: list[BaseException] = []
+        with an exception of the item's ``raises`` (see ``case_outcome``)."""
 
         def run() -> object:
-            try:
-                with self.call.arguments(case) as kwargs:
-                    return self.spec.fn(*self.call.args, **kwargs)
-            except BaseException as exc:
-                raised.append(exc)
-                raise
+            with self.call.arguments(case) as kwargs:
+                return self.spec.fn(*self.call.args, **kwargs)
 
         xfail = self.xfails.get(case.index)
-        outcome, text = case_outcome(run, xfail, self._longrepr, self.propagate)
-        expected = (
-            outcome == "failed"
-            and self.raises is not None
-            and any(isinstance(exc, self.raises) for exc in raised)
-        )
-        return outcome, text, expected
+        return case_outcome(run, xfail, self._longrepr, self.raises, self.propagate)
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest shows a test's: its frames of the test only, assertions

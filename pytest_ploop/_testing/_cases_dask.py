@@ -23,7 +23,6 @@ import contextlib
 import io
 import logging
 import os
-import pickle
 import re
 import time
 import traceback
@@ -115,6 +114,7 @@ def for_backend(task: _ItemTask, plan: Any) -> Callable[[int], CaseResult]:
         task.call,
         {c.index: Case(c.index, c.id, dict(c.params)) for c in task.spec.cases},
         dict(task.xfails),
+        task.raises,
         "long" if style == "auto" else style,
         bool(config.getoption("showlocals", False)),
         str(cwd) if cwd == config.invocation_params.dir else None,
@@ -132,11 +132,13 @@ class DaskCaseTask:
         call: Any,
         cases: Mapping[int, Case],
         xfails: Mapping[int, XFail | None],
+        raises: tuple[type[BaseException], ...] | None,
         tbstyle: str,
         showlocals: bool,
         relative_to: str | None = None,
     ) -> None:
         self.fn, self.call, self.cases, self.xfails = fn, call, cases, xfails
+        self.raises = raises  # the item's xfail(raises=...) classes (see _ItemTask)
         self.tbstyle, self.showlocals, self.relative_to = tbstyle, showlocals, relative_to
         code = getattr(fn, "__code__", None)
         self.filename = code.co_filename if isinstance(code, types.CodeType) else ""
@@ -158,7 +160,7 @@ class DaskCaseTask:
                 self.fn.__code__ = _renamed(code, self.filename)
 
     def __call__(self, index: int) -> CaseResult:
-        from ._cases import CaseFailed  # not at import: _cases imports this module
+        from ._cases import CaseFailed, _warning  # not at import: _cases imports this module
 
         case = self.cases[index]
         out, err = io.StringIO(), io.StringIO()
@@ -168,26 +170,28 @@ class DaskCaseTask:
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):
-            outcome, text = self._run(case)
+            outcome, text, expected = self._run(case)
         seconds = time.perf_counter() - start
         keep = outcome in FAILING
-        seen = tuple((_category(w.category), str(w.message), w.filename, w.lineno) for w in caught)
+        seen = tuple(_warning(w) for w in caught)
         result = CaseResult(
             index, outcome, text, out.getvalue() if keep else "", err.getvalue() if keep else "",
-            seconds, warnings=seen,
+            seconds, warnings=seen, raised_expected=expected,
         )  # fmt: skip
         if keep:
             raise CaseFailed(result)
         return result
 
-    def _run(self, case: Case) -> tuple[str, str]:
+    def _run(self, case: Case) -> tuple[str, str, bool]:
         def run() -> object:
             base = getattr(self.call, "tmp_base", None)
             if isinstance(base, Path):  # another machine: its tmp_path is made there
                 base.mkdir(parents=True, exist_ok=True)
-            return self.fn(*self.call.args, **self.call.for_case(case))
+            with self.call.arguments(case) as kwargs:
+                return self.fn(*self.call.args, **kwargs)
 
-        return case_outcome(run, self.xfails.get(case.index), self._longrepr)
+        xfail = self.xfails.get(case.index)
+        return case_outcome(run, xfail, self._longrepr, self.raises)
 
     def _longrepr(self, exc: BaseException) -> str:
         """The failure as pytest renders it (``--tb`` and ``-l`` honoured), from the test
@@ -233,15 +237,6 @@ def _relative(text: str, base: str) -> str:
         return rel if len(rel) < len(path) else path
 
     return _LOCATION.sub(shorter, text)
-
-
-def _category(category: type[Warning]) -> type[Warning] | None:
-    """A warning's class, if it can travel back (else ``None``: shown as a UserWarning)."""
-    try:
-        pickle.loads(pickle.dumps(category))
-    except Exception:
-        return None
-    return category
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:

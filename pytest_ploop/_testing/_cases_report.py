@@ -24,10 +24,13 @@ def case_outcome(
     run: Callable[[], object],
     xfail: XFail | None,
     longrepr: Callable[[BaseException], str],
+    raises: tuple[type[BaseException], ...] | None = None,
     propagate: tuple[type[BaseException], ...] = (),
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
     """Run one case (``run()``, the test function with the case's arguments); its outcome
-    as pytest would judge it, with the case's marks, and the text its report shows.
+    as pytest would judge it, with the case's marks, the text its report shows, and whether
+    it failed with one of ``raises`` (the item's own ``xfail(raises=...)`` classes, judged
+    here, where the exception is).
 
     The ``propagate`` exceptions are raised, not judged: in the test's own process, Ctrl-C
     and ``pytest.exit()`` end the session, not just the case."""
@@ -36,18 +39,18 @@ def case_outcome(
     except propagate:
         raise
     except pytest.skip.Exception as exc:
-        return "skipped", exc.msg or ""
+        return "skipped", exc.msg or "", False
     except pytest.xfail.Exception as exc:
-        return "xfailed", exc.msg or ""
+        return "xfailed", exc.msg or "", False
     except BaseException as exc:
         if xfail is not None and xfail.expects(exc):
-            return "xfailed", xfail.reason
-        return "failed", longrepr(exc)
+            return "xfailed", xfail.reason, False
+        return "failed", longrepr(exc), raises is not None and isinstance(exc, raises)
     if xfail is not None:
         if xfail.strict:
-            return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip()
-        return "xpassed", xfail.reason
-    return "passed", ""
+            return "failed", f"[XPASS(strict)] {xfail.reason}".rstrip(), False
+        return "xpassed", xfail.reason, False
+    return "passed", "", False
 
 
 OUTPUT_LIMIT = 10_000  # characters of a case's captured stream shown in the report (the end)

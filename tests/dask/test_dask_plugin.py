@@ -203,7 +203,7 @@ def test_a_case_failure_is_located_from_pytests_directory_not_the_workers(
     from pytest_ploop._testing._cases_dask import DaskCaseTask
 
     here = Path(__file__).resolve()
-    task = DaskCaseTask(_fails, None, {}, {}, "long", False, str(here.parent))
+    task = DaskCaseTask(_fails, None, {}, {}, None, "long", False, str(here.parent))
     monkeypatch.chdir(here.parent.parent)  # the worker's: "dask/..." is shorter from here
     with pytest.raises(AssertionError) as info:
         _fails(2)
@@ -367,3 +367,34 @@ def test_a_bad_backend_is_a_usage_error(
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert project.cases() == []
+
+
+def test_a_case_on_the_cluster_has_its_own_monkeypatch_and_the_items_xfail_judges_it(
+    project: Project, on_cluster: Cluster
+) -> None:
+    """As on forked workers: a case's ``monkeypatch`` is undone when it ends (a later case
+    on the same Dask worker saw the variable an earlier one set), and the item's own
+    ``xfail(raises=...)`` xfails it when every failing case raised that."""
+    project.pytester.makepyfile(
+        test_cases="""
+        import os
+
+        import pytest
+        import pytest_ploop as ploop
+
+
+        @ploop.parametrize_parallel("n", range(6))
+        def test_patches(n, monkeypatch):
+            assert "PLOOP_CASE" not in os.environ, os.environ["PLOOP_CASE"]
+            monkeypatch.setenv("PLOOP_CASE", str(n))
+
+
+        @pytest.mark.xfail(raises=ValueError)
+        @ploop.parametrize_parallel("n", range(4))
+        def test_expected(n):
+            if n % 2:
+                raise ValueError(n)
+        """
+    )
+    result = project.run(f"--ploop-backend={on_cluster.option}", "-rxX")
+    result.assert_outcomes(passed=1, xfailed=1)
