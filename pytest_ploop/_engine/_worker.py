@@ -16,7 +16,6 @@ import copyreg
 import faulthandler
 import io
 import itertools
-import multiprocessing
 import os
 import pickle
 import select
@@ -30,6 +29,8 @@ from array import array
 from collections import deque
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
+from multiprocessing import context as mp_context
+from multiprocessing import process as mp_process
 from typing import Any, NoReturn
 
 from . import _threads, _transport
@@ -53,6 +54,10 @@ from ._messages import (
     Stop,
     safe_str,
 )
+
+# multiprocessing's object for the process that imported this module (the main process:
+# a worker imports it from there, by fork or by spawn, before its bootstrap replaced it).
+_MAIN_PROCESS = mp_process.current_process()
 
 # Functions the main process registered before forking: a forked worker finds a job's
 # function here and nothing has to be pickled (closures and lambdas work under fork).
@@ -102,6 +107,10 @@ class WorkerConfig:
     # the thread that forked, not the process: a worker started by another thread would be
     # killed when that thread ends (a Pool used from a ThreadPoolExecutor's threads).
     main_thread: bool = True
+    # The main process as multiprocessing names it, and the start method it set
+    # (``set_start_method``) or None: the worker's are the same (see _as_a_main_process).
+    process_name: str = "MainProcess"
+    start_method: str | None = None
 
 
 def set_marker(value: float) -> None:
@@ -189,12 +198,7 @@ def _setup(config: WorkerConfig) -> None:
     _die_with_parent(config.parent_pid, config.main_thread)
     if config.parent_pid == 0:
         _leave_forkserver_alive_pipe()
-    # Started as a daemonic multiprocessing process, a worker could start no process at all:
-    # a test's multiprocessing.Pool, or ploop.map inside a task, failed with "daemonic
-    # processes are not allowed to have children". It still ends with the main process
-    # (the death signal above, and EOF on its socket).
-    with contextlib.suppress(Exception):
-        multiprocessing.current_process().daemon = False
+    _as_a_main_process(config.process_name, config.start_method)
     os.environ.update(config.env)
     if config.threads:
         _threads.cap(config.threads)
@@ -202,6 +206,27 @@ def _setup(config: WorkerConfig) -> None:
     AFTER_FORK.clear()
     for hook in hooks:
         hook(config)
+
+
+def _as_a_main_process(name: str, start_method: str | None) -> None:
+    """Give multiprocessing the state of the process the tasks would run in without
+    workers: a main process, not the multiprocessing child that started this worker.
+
+    As that child, a worker differed where code looks: ``current_process().name`` was the
+    worker's, ``parent_process()`` was set, a test's processes were named ``Process-1:1``,
+    ``set_start_method()`` failed ("context has already been set", the child's bootstrap
+    set it), and, daemonic, it could start no process at all (a test's
+    ``multiprocessing.Pool``, or ``ploop.map`` inside a task: "daemonic processes are not
+    allowed to have children"). It still ends with the main process (the death signal, and
+    EOF on its socket). Private names of multiprocessing, unchanged from 3.8 to 3.13."""
+    with contextlib.suppress(Exception):
+        _MAIN_PROCESS.name = name  # (spawn's start named it after the worker)
+        mp_process._current_process = _MAIN_PROCESS  # type: ignore[attr-defined]
+        mp_process._parent_process = None  # type: ignore[attr-defined]
+        default = mp_context._default_context
+        default._actual_context = (  # type: ignore[attr-defined]
+            None if start_method is None else default.get_context(start_method)
+        )
 
 
 def _die_with_group(signum: int, frame: object) -> None:

@@ -156,6 +156,8 @@ class Workers:
             forked=self.start_method == "fork",
             threads=self.threads,
             main_thread=threading.current_thread() is threading.main_thread(),
+            process_name=mp.current_process().name,
+            start_method=mp.get_start_method(allow_none=True),
             env=self.env
             | {
                 "PLOOP_WORKER": wid,

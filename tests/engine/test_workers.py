@@ -296,3 +296,28 @@ def test_a_workers_samples_include_its_child_processes(tmp_path: Path) -> None:
         run.finish()
         workers.close()
     assert run.outcomes.counts["passed"] == 1
+
+
+def _multiprocessing_state(_: object) -> tuple[object, ...]:
+    import multiprocessing as mp
+
+    me = mp.current_process()
+    state = (me.name, me.daemon, me._identity, mp.parent_process(), mp.Process().name)  # type: ignore[attr-defined]
+    mp.set_start_method("spawn", force=False)  # raised "context has already been set"
+    return (*state, mp.get_start_method())
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_worker_is_a_main_process_to_multiprocessing(
+    start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started as a multiprocessing child, a worker looked like one to the tasks: its own
+    name, a parent process, children named ``Process-1:1``, a start method already set,
+    which code that checks where it runs (freezegun, a test's ``set_start_method``) noticed.
+    A task sees what it would see in the main process (where no start method is set)."""
+    import multiprocessing.context
+
+    # This process's start method as a program's that never set one (earlier tests may have).
+    monkeypatch.setattr(multiprocessing.context._default_context, "_actual_context", None)
+    [state] = ploop.map(_multiprocessing_state, [0], workers=2, start_method=start_method)
+    assert state == ("MainProcess", False, (), None, "Process-1", "spawn")
