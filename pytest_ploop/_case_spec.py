@@ -130,13 +130,21 @@ def make_ids(
                 )
             out.append(made)
         else:
-            out.append("-".join(_id(v, n, idx, idfn) for v, n in zip(values, names, strict=True)))
+            parts = (_id(v, n, idx, idfn, where) for v, n in zip(values, names, strict=True))
+            out.append("-".join(parts))
     return _unique(out)
 
 
-def _id(value: Any, name: str, idx: int, idfn: Callable[[Any], object] | None) -> str:
+def _id(value: Any, name: str, idx: int, idfn: Callable[[Any], object] | None, where: str) -> str:
     if idfn is not None:
-        made = idfn(value)
+        try:
+            made = idfn(value)
+        except Exception as exc:  # as pytest words it, with where it happened
+            raise ValueError(
+                f"parametrize_parallel: {where}: error raised while trying to determine id of "
+                f"parameter {name!r} at position {idx} (the ids function raised "
+                f"{type(exc).__name__}: {exc})"
+            ) from exc
         if made is not None and (text := _id_from_value(made)) is not None:
             return text
     if isinstance(value, str | bytes) and len(value) > _LONG_STR:

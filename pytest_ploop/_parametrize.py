@@ -19,13 +19,14 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _fanout
-from ._backends import check_backend
+from ._backends import LoopRun, check_backend
 from ._case_spec import (
     Case,
     XFail,
@@ -37,21 +38,21 @@ from ._case_spec import (
 )
 from ._engine._outcomes import add_note
 from ._engine._schedule import SCHEDULES
-from ._errors import LoopError, TaskFailure
+from ._errors import LoopError, PloopError, TaskFailure
 
 R = TypeVar("R")
 
 SPEC_ATTR = "_ploop_parametrize_parallel"
 SCHEDULE_NAMES = (*SCHEDULES, "lpt")
 
-__all__ = ["Spec", "parametrize_parallel", "spec_of"]
+__all__ = ["Spec", "parametrize_parallel", "spec_of", "unpicklable"]
 
 
 @dataclass(frozen=True, eq=False)
 class Spec:
     """What one ``parametrize_parallel`` call asked for, attached to the function it returns."""
 
-    fn: Callable[..., Any]
+    fn: Callable[..., Any]  # what each case calls: the function, its result checked (_Body)
     argnames: tuple[str, ...]
     cases: tuple[Case, ...]
     workers: int | None
@@ -98,7 +99,8 @@ def parametrize_parallel(
     workers of every fan-out share a budget of processes (the CPUs by default).
 
     Called directly (outside pytest), the decorated function runs every case and returns the
-    results in case order; keyword arguments given to the call are passed to every case.
+    results in case order; the arguments given to the call (bound to its signature, which no
+    longer has the parametrized names) are passed to every case.
 
     Args:
         argnames: the parametrized parameters: ``"seed"``, ``"a, b"`` or ``["a", "b"]``.
@@ -125,9 +127,12 @@ def parametrize_parallel(
         A decorator. The function it returns runs every case when called.
 
     Raises:
-        ValueError, TypeError: bad input, when decorating (so at collection in pytest): names
-            the function does not take, values that do not match the names, ids of the
-            wrong number, ``workers`` below 1, a ``timeout`` that is not above 0.
+        ValueError, TypeError: bad input, when decorating (so at collection in pytest): an
+            async or generator function, names the function does not take, values that do
+            not match the names, ids of the wrong number or an ``ids`` function that raises,
+            ``workers`` below 1, a ``timeout`` that is not above 0.
+        TypeError: (from a direct call) arguments that do not fit the decorated function's
+            signature, before any case runs.
         LoopError: (from a direct call) some case did not pass; ``err.results`` holds the
             results of the others.
 
@@ -225,8 +230,15 @@ def _make_spec(
             f"parametrize_parallel: {where} is decorated twice; give one decorator every "
             "parameter (argnames='a, b' with tuples of values)"
         )
-    if inspect.iscoroutinefunction(fn):
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(f"parametrize_parallel: {where} is async; it takes plain functions")
+    if inspect.isgeneratorfunction(fn):
+        # Calling it only makes a generator: no case would run its body, and all would pass.
+        raise TypeError(
+            f"parametrize_parallel: {where} uses 'yield', so calling it would not run its "
+            "body and every case would pass unrun; 'yield' is allowed in fixtures, but not in "
+            "tests: move the code around the yield into a fixture"
+        )
     signature = inspect.signature(fn)
     params = signature.parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -249,7 +261,66 @@ def _make_spec(
         for i, (values, marks, _) in enumerate(sets)
     )
     outer = signature.replace(parameters=[p for n, p in params.items() if n not in names])
-    return Spec(fn, names, cases, signature=outer, **options)
+    return Spec(_Body(fn), names, cases, signature=outer, **options)
+
+
+class _Body:
+    """The decorated function as each case calls it (``Spec.fn``): the function, and then a
+    check of what it returned, as pytest checks a test's result.
+
+    An ``async def`` behind a sync wrapper (a retry helper made with ``functools.wraps``)
+    returns a coroutine without running a line of its body: its cases would pass unrun. Such
+    a case fails instead, as pytest fails such a test.
+
+    It stands for the function where the plugin looks at it: ``__code__`` (which the Dask
+    task sets again on the worker, to the test's own file name), ``__globals__`` (the names
+    a ``skipif`` string sees), and the names and ``__wrapped__`` of ``functools.wraps``.
+    """
+
+    __wrapped__: Callable[..., Any]
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self._where = getattr(fn, "__qualname__", repr(fn))
+
+    @property
+    def __code__(self) -> Any:
+        return self.__wrapped__.__code__
+
+    @__code__.setter
+    def __code__(self, code: Any) -> None:
+        self.__wrapped__.__code__ = code
+
+    @property
+    def __globals__(self) -> Any:
+        return self.__wrapped__.__globals__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        value = self.__wrapped__(*args, **kwargs)
+        if hasattr(value, "__await__") or hasattr(value, "__aiter__"):
+            raise _not_awaited(self._where, value)
+        return value
+
+
+def _not_awaited(where: str, value: object) -> BaseException:
+    """The failure of a case whose call returned a coroutine (or another awaitable): in
+    pytest, pytest's own failure without a traceback (the body never ran: there is no line of
+    it to show); else a ``TypeError``."""
+    if inspect.iscoroutine(value):
+        value.close()  # else it warns, when collected, that it was never awaited
+    message = (
+        f"async def functions are not natively supported: {where}() returned an awaitable "
+        f"({type(value).__name__}) that nothing awaits, so its body did not run.\n"
+        "parametrize_parallel calls each case as a plain function (an async plugin "
+        "such as pytest-asyncio or anyio does not reach its cases): make it a plain def "
+        "that runs the async code, e.g. with asyncio.run()"
+    )
+    pytest = sys.modules.get("pytest")
+    if pytest is not None:
+        failure: BaseException = pytest.fail.Exception(message, pytrace=False)
+        return failure
+    return TypeError(message)
 
 
 # -- the plain call --------------------------------------------------------------------------
@@ -268,15 +339,15 @@ class XPassStrict(AssertionError):
 class _PlainTask:
     """The task of a direct call: ``task(case_index)`` runs that case in a worker."""
 
-    def __init__(
-        self, spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any], xfails: list[XFail | None]
-    ) -> None:
-        self.spec, self.args, self.kwargs, self.xfails = spec, args, kwargs, xfails
+    def __init__(self, spec: Spec, given: dict[str, Any], xfails: list[XFail | None]) -> None:
+        self.spec, self.given, self.xfails = spec, given, xfails
+        self.signature = inspect.signature(spec.fn)  # the function's own: every parameter
 
     def __call__(self, index: int) -> Any:
         case, xfail = self.spec.cases[index], self.xfails[index]
+        args, kwargs = _case_call(self.signature, self.given, case.params)
         try:
-            value = self.spec.fn(*self.args, **self.kwargs, **case.params)
+            value = self.spec.fn(*args, **kwargs)
         except Exception as exc:
             if xfail is not None and xfail.expects(exc):
                 return Expected.XFAILED
@@ -286,15 +357,30 @@ class _PlainTask:
         return value
 
 
+def _case_call(
+    signature: inspect.Signature, given: Mapping[str, Any], params: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One case's call: the call's arguments (bound to the decorated function's signature)
+    and the case's values, each passed where the function's own signature puts it (so an
+    argument given by position never lands on a parametrized name)."""
+    arguments = dict(given)
+    extra = {}
+    for name, value in params.items():
+        if name in signature.parameters:
+            arguments[name] = value
+        else:
+            extra[name] = value
+    if extra:  # names the function takes through its **kwargs (checked when decorating)
+        var = next(n for n, p in signature.parameters.items() if p.kind is p.VAR_KEYWORD)
+        arguments[var] = {**arguments.get(var, {}), **extra}
+    bound = inspect.BoundArguments(signature, arguments)
+    return bound.args, bound.kwargs
+
+
 def call_plain(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
     """Run every case of ``spec`` (a direct call of the decorated function)."""
     __tracebackhide__ = True
-    clash = sorted(set(kwargs) & set(spec.argnames))
-    if clash:
-        raise TypeError(
-            f"{spec.name}() runs every case of {', '.join(clash)}: do not pass "
-            f"{'it' if len(clash) == 1 else 'them'} to the call"
-        )
+    given = _bind(spec, args, kwargs)
     namespace = dict(getattr(spec.fn, "__globals__", {}))
     results: list[Any] = [None] * len(spec.cases)
     runnable, xfails = [], []
@@ -303,7 +389,7 @@ def call_plain(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> lis
         xfails.append(xfail)
         if skip_reason(case, namespace) is None and (xfail is None or xfail.run):
             runnable.append(case.index)
-    task = _PlainTask(spec, args, kwargs, xfails)
+    task = _PlainTask(spec, given, xfails)
     plan = _fanout.Plan(
         workers=spec.workers,
         timeout=spec.timeout,
@@ -313,7 +399,7 @@ def call_plain(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> lis
         backend=spec.backend or "local",
         address=spec.address,
     )
-    run = _fanout.run(task, runnable, plan)
+    run = _run_plain(spec, task, runnable, plan)
     for batch in run.outcomes.ready:
         for pos, (i, value) in enumerate(zip(batch.indices, batch.values, strict=True)):
             if pos not in batch.failed:
@@ -323,6 +409,65 @@ def call_plain(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> lis
     if failures:
         raise _loop_error(spec, runnable, failures, results)
     return results
+
+
+def _bind(spec: Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by parameter name, bound to the signature the decorated function
+    shows; a call that does not fit it raises here, in the caller, before any case runs."""
+    __tracebackhide__ = True
+    clash = sorted(set(kwargs) & set(spec.argnames))
+    if clash:
+        raise TypeError(
+            f"{spec.name}() runs every case of {', '.join(clash)}: do not pass "
+            f"{'it' if len(clash) == 1 else 'them'} to the call"
+        )
+    try:
+        return dict(spec.signature.bind(*args, **kwargs).arguments)
+    except TypeError as exc:
+        raise TypeError(f"{spec.name}(): {exc}") from None
+
+
+def _run_plain(spec: Spec, task: _PlainTask, runnable: list[int], plan: _fanout.Plan) -> LoopRun:
+    """``_fanout.run``; on Dask, a run that cannot start because an argument or a case does
+    not pickle names it (the backend can only name the task, which holds them all)."""
+    __tracebackhide__ = True
+    try:
+        return _fanout.run(task, runnable, plan)
+    except PloopError:
+        reason = unpicklable(task.given, "argument", spec.cases) if plan.backend == "dask" else None
+        if reason is None:
+            raise
+    raise PloopError(
+        f"{spec.name}() runs its cases on Dask, which sends them and the call's arguments to "
+        f"its workers pickled: {reason}. Give picklable values (a case can make the object "
+        "from them), or run on the local backend (backend='local'), whose forked workers "
+        "inherit them"
+    )
+
+
+def unpicklable(named: Mapping[str, Any], what: str, cases: Sequence[Case]) -> str | None:
+    """Why the data of a Dask run cannot be sent: the first of the ``named`` values (the
+    test's fixture values, or a direct call's arguments: ``what`` says which), else the first
+    case, that cannot be pickled; ``None`` when all of them can."""
+    import cloudpickle  # Dask's own dependency: only called for a run on Dask
+
+    def error(value: object) -> str | None:
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    for name, value in named.items():
+        if (err := error(value)) is not None:
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            return (
+                f"the {what} {name!r} (a {kind.removeprefix('builtins.')}) cannot be pickled: {err}"
+            )
+    for case in cases:
+        if (err := error(dict(case.params))) is not None:
+            return f"the values of case {case.id} ({case.describe()}) cannot be pickled: {err}"
+    return None
 
 
 def _loop_error(

@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -105,15 +106,19 @@ def _empty_mark(config: pytest.Config, spec: Spec, name: str) -> pytest.MarkDeco
     return pytest.mark.skip(reason=reason)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
     """``--ploop-case``: remember each decorated test's named cases; a decorated test with
-    none of them is skipped; an id that names no case at all is a usage error."""
-    wanted: list[str] = list(dict.fromkeys(config.getoption("ploop_case") or []))
+    none of them is skipped; an id that names no case at all is a usage error.
+
+    Checked once the collection is final: after ``-k``, ``-m``, ``--deselect`` and the
+    plugins that deselect in ``pytest_collection_modifyitems`` (some of them trylast, as
+    ``--ploop-shard``), so a case of a deselected test never counts as named."""
+    wanted: list[str] = list(dict.fromkeys(session.config.getoption("ploop_case") or []))
     if not wanted:
         return
     matched: set[str] = set()
     known: list[str] = []
-    for item in items:
+    for item in session.items:
         spec = spec_of(item.obj) if isinstance(item, pytest.Function) else None
         if spec is None:
             continue
@@ -147,10 +152,64 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     spec = spec_of(pyfuncitem.obj)
     if spec is None:
         return None
+    _at_test_location(pyfuncitem, functools.partial(_run_item, pyfuncitem, spec))
+    return True
+
+
+def _run_item(item: pytest.Function, spec: Spec) -> None:
+    """Run the item's cases; on Dask, a run that cannot start because a fixture value or a
+    case does not pickle fails the test naming it (the backend can only name the test)."""
+    __tracebackhide__ = True
+    from .._errors import PloopError
     from ._cases import run_item
 
-    run_item(pyfuncitem, spec)
-    return True
+    try:
+        run_item(item, spec)
+        return
+    except PloopError:
+        reason = _unpicklable(item, spec)
+        if reason is None:
+            raise
+    # Out of the except block: the backend's error and its frames are not the user's business.
+    pytest.fail(
+        f"{item.name} runs its cases on Dask, which sends them and the test's fixture values "
+        f"to its workers pickled: {reason}.\nGive picklable values (a fixture or a case can "
+        "give what the body needs to make the object itself), or run the test on the local "
+        "backend (backend='local'), whose forked workers inherit them",
+        pytrace=False,
+    )
+
+
+def _unpicklable(item: pytest.Function, spec: Spec) -> str | None:
+    """On Dask, what of the item's fixture values and cases cannot be pickled; else ``None``."""
+    from .._parametrize import unpicklable
+    from ._settings import read_backend
+
+    backend = spec.backend if spec.backend is not None else read_backend(item.config)[0]
+    if backend != "dask":
+        return None
+    fixtures = {n: item.funcargs[n] for n in spec.signature.parameters if n in item.funcargs}
+    return unpicklable(fixtures, "fixture", spec.cases)
+
+
+def _at_test_location(item: pytest.Function, run: Callable[[], None]) -> None:
+    """Call ``run`` from a frame located where pytest locates the test: its file, and the
+    first line of its definition.
+
+    The cases run in workers: when the item fails or is interrupted, no frame of the test's
+    file is on this process's stack, and pytest would give the crash location (``--tb=line``,
+    the Ctrl-C summary, and plugins that annotate failures) as the last frame not hidden, one
+    of this plugin's. A frame compiled with the test's file name and line number is where a
+    plain test's crash would be reported. A case run here (``--ploop-case``) that fails has
+    its own frames below this one, and is located in them, as a plain test is.
+    """
+    __tracebackhide__ = True
+    path, line, _ = item.reportinfo()
+    if line is None:
+        run()
+        return
+    at = compile("\n" * line + "run()", str(path), "exec")
+    exec(at, {"run": run})
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
