@@ -3,8 +3,11 @@ values computed once, on file locks (filelock) in the run's private directory.
 
 The run directory is made by the main process (``tempfile.mkdtemp``: a fresh, unpredictable
 name, mode 0700) and handed to workers in ``PLOOP_RUN_DIR``. A process that is not part of a
-run makes its own on first use. A directory that is not ours or that others may write is
-refused: values are unpickled from it, so it must be as private as the process itself.
+run makes its own on first use, except a pytest-xdist worker: every worker of an xdist run
+is a session of its own, with no main process of ploop's to hand them a directory, so they
+meet in one named after xdist's run id (:func:`_xdist_dir`). A directory that is not ours or
+that others may write is refused: values are unpickled from it, so it must be as private as
+the process itself.
 
 File locks are ``flock`` locks: the kernel releases them when their holder dies, so a worker
 that crashed while holding one deadlocks nobody.
@@ -30,17 +33,24 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ContextDecorator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import filelock
+
+if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
+    from builtins import ExceptionGroup
+else:  # pragma: no cover - version dependent
+    from exceptiongroup import ExceptionGroup
 
 from ._errors import LockTimeout, PloopError
 
 ENV = "PLOOP_RUN_DIR"
+XDIST_UID = "PYTEST_XDIST_TESTRUNUID"  # set by pytest-xdist in each of its workers
 _POLL_S = 0.01
 _ONCE: dict[str, Any] = {}  # values computed here, or inherited by a fork
 T = TypeVar("T")
@@ -59,15 +69,59 @@ def run_dir() -> Path:
         path = Path(given)
         check_private(path)
         return path
-    path = Path(tempfile.mkdtemp(prefix="ploop-run-"))
+    uid = os.environ.get(XDIST_UID)
+    if uid:
+        path = _xdist_dir(uid)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="ploop-run-"))
+        atexit.register(_remove_if_owner, path, os.getpid())
     os.environ[ENV] = str(path)
-    atexit.register(_remove_if_owner, path, os.getpid())
     return path
 
 
 def _remove_if_owner(path: Path, owner: int) -> None:
     if os.getpid() == owner:  # a forked child inherits the atexit hook, not the directory
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _xdist_dir(uid: str) -> Path:
+    """The run directory that the workers of one pytest-xdist run share: named after the run's
+    id (a fresh uuid4 unless given with ``--testrunuid``), made private by the first worker
+    to ask, refused like a given one unless private, removed by the last worker to leave.
+
+    Each worker joins by holding a shared ``flock`` on its ``members`` file until it ends. A
+    worker that joins just as the last one removes the directory opened the old file: its
+    lock waits until the remover is done, then it finds the file unlinked and starts over.
+    """
+    digest = hashlib.sha1(uid.encode()).hexdigest()[:16]  # any text --testrunuid was given
+    path = Path(tempfile.gettempdir()) / f"ploop-xdist-{digest}"
+    while True:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+        check_private(path)
+        try:
+            members = os.open(path / "members", os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            continue  # removed since the check: make it again
+        fcntl.flock(members, fcntl.LOCK_SH)
+        if os.fstat(members).st_nlink:
+            break
+        os.close(members)
+    atexit.register(_leave_xdist_dir, path, members, os.getpid())
+    return path
+
+
+def _leave_xdist_dir(path: Path, members: int, owner: int) -> None:
+    if os.getpid() != owner:
+        return
+    try:
+        fcntl.flock(members, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        # Another worker is still a member: it removes the directory. (The failed conversion
+        # dropped this worker's share, which is what leaving means.)
+        return
+    shutil.rmtree(path, ignore_errors=True)  # after this process's run-once teardowns (atexit)
+    os.close(members)
 
 
 def check_private(path: Path) -> None:
@@ -91,9 +145,13 @@ def check_private(path: Path) -> None:
         )
 
 
-def _file(kind: str, name: str, suffix: str = ".lock") -> Path:
+def _check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"a {kind} name must be a non-empty string, got {name!r}")
+
+
+def _file(kind: str, name: str, suffix: str = ".lock") -> Path:
+    _check_name(kind, name)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     return run_dir() / f"{kind}-{safe}-{digest}{suffix}"
@@ -136,15 +194,86 @@ def _holder(path: Path) -> str:
         return "unknown"
 
 
-class lock(ContextDecorator):
+def _check_timeout(timeout: float | None) -> float | None:
+    """``timeout`` itself, if it is ``None`` or a number of seconds of at least 0."""
+    if timeout is None:
+        return None
+    ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout >= 0
+    if not ok:  # (NaN is not >= 0)
+        raise ValueError(
+            f"timeout={timeout!r} must be a number of seconds of at least 0 (0: do not wait), "
+            "or None to wait as long as it takes"
+        )
+    return timeout
+
+
+# What this process holds now, by thread: (pid, thread, kind, name). A forked child inherits
+# the set, not what it names: the pid tells its own entries from its parent's.
+_HELD: set[tuple[int, int, str, str]] = set()
+
+
+@contextlib.contextmanager
+def _not_nested(kind: str, name: str) -> Iterator[None]:
+    """Hold the mark of ``kind`` ``name`` for the block; refuse at once if this thread holds
+    it already: the flock of a nested acquire would wait for the outer one, which waits for
+    the nested one to end (a semaphore of one slot hangs; a lock's filelock raises a
+    confusing error). Other threads and processes wait as usual."""
+    mark = (os.getpid(), threading.get_ident(), kind, name)
+    if mark in _HELD:
+        raise PloopError(
+            f"ploop.{kind}({name!r}) is already held by this thread, and it is not reentrant: "
+            "taking it again inside would wait for itself. Hold it once, around the outer "
+            "block, and let the code inside run without taking it again"
+        )
+    _HELD.add(mark)
+    try:
+        yield
+    finally:
+        _HELD.discard(mark)
+
+
+_H = TypeVar("_H", bound="_Held")
+
+
+class _Held(ContextDecorator):
+    """What :class:`lock` and :class:`semaphore` share: refuse a nested acquire, take the
+    Dask cluster's semaphore in a Dask task and ``_flock()`` elsewhere, release in order."""
+
+    kind = ""
+
+    def __init__(self, name: str, slots: int, timeout: float | None) -> None:
+        _check_name(self.kind, name)  # (a list would fail as unhashable in _not_nested)
+        self.name = name
+        self.slots = slots
+        self.timeout = _check_timeout(timeout)
+        self._held: list[contextlib.ExitStack] = []
+
+    def __enter__(self: _H) -> _H:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_not_nested(self.kind, self.name))
+            held = _on_cluster(self.name, self.slots, self.timeout)
+            stack.callback(_release, self._flock() if held is None else held)
+            self._held.append(stack.pop_all())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held.pop().close()
+
+    def _flock(self) -> filelock.FileLock:
+        raise NotImplementedError
+
+
+class lock(_Held):
     """A named lock held across every process of the run: a context manager and a decorator.
 
     Args:
         name: any string; the same name is the same lock in every worker.
-        timeout: seconds to wait; ``None`` waits as long as it takes.
+        timeout: seconds to wait (at least 0); ``None`` waits as long as it takes.
 
     Raises:
         LockTimeout: not acquired within ``timeout``; it names the holder's worker and test.
+        PloopError: this thread holds it already (it is not reentrant).
+        ValueError: ``timeout`` is negative or not a number.
 
     On the Dask backend (in a task that ``ploop.map(..., backend="dask")`` runs), it is the
     cluster-wide ``distributed.Semaphore`` of one slot with this name, shared by every run
@@ -156,16 +285,12 @@ class lock(ContextDecorator):
         ...     pass  # one worker at a time here
     """
 
-    def __init__(self, name: str, timeout: float | None = None) -> None:
-        self.name = name
-        self.timeout = timeout
-        self._held: list[filelock.FileLock | AbstractContextManager[None]] = []
+    kind = "lock"
 
-    def __enter__(self) -> lock:
-        held = _on_cluster(self.name, 1, self.timeout)
-        if held is not None:
-            self._held.append(held)
-            return self
+    def __init__(self, name: str, timeout: float | None = None) -> None:
+        super().__init__(name, 1, timeout)
+
+    def _flock(self) -> filelock.FileLock:
         path = _file("lock", self.name)
         flock = filelock.FileLock(str(path), is_singleton=False)
         try:
@@ -173,23 +298,22 @@ class lock(ContextDecorator):
         except filelock.Timeout:
             raise LockTimeout(self.name, self.timeout or 0.0, _holder(path)) from None
         path.with_suffix(".holder").write_text(_me())
-        self._held.append(flock)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _release(self._held.pop())
+        return flock
 
 
-class semaphore(ContextDecorator):
+class semaphore(_Held):
     """At most ``slots`` holders at once across every process of the run.
 
     Args:
         name: any string; the same name is the same semaphore in every worker.
         slots: how many may hold it at once (at least 1).
-        timeout: seconds to wait; ``None`` waits as long as it takes.
+        timeout: seconds to wait (at least 0); ``None`` waits as long as it takes.
 
     Raises:
         LockTimeout: no slot within ``timeout``; it names the holders.
+        PloopError: this thread holds a slot already (it is not reentrant).
+        ValueError: ``slots`` is not a whole number of at least 1, or ``timeout`` is negative
+            or not a number.
 
     On the Dask backend it is the cluster-wide ``distributed.Semaphore`` of this name (every
     user of a name must give the same ``slots``), as for :class:`lock`.
@@ -200,19 +324,14 @@ class semaphore(ContextDecorator):
         ...     pass  # two workers at a time here
     """
 
+    kind = "semaphore"
+
     def __init__(self, name: str, slots: int, timeout: float | None = None) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots={slots!r} must be a whole number of at least 1")
-        self.name = name
-        self.slots = slots
-        self.timeout = timeout
-        self._held: list[filelock.FileLock | AbstractContextManager[None]] = []
+        super().__init__(name, slots, timeout)
 
-    def __enter__(self) -> semaphore:
-        held = _on_cluster(self.name, self.slots, self.timeout)
-        if held is not None:
-            self._held.append(held)
-            return self
+    def _flock(self) -> filelock.FileLock:
         paths = [_file("sem", f"{self.name}#{i}") for i in range(self.slots)]
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
@@ -223,15 +342,11 @@ class semaphore(ContextDecorator):
                 except filelock.Timeout:
                     continue
                 path.with_suffix(".holder").write_text(_me())
-                self._held.append(flock)
-                return self
+                return flock
             if deadline is not None and time.monotonic() >= deadline:
                 holders = "; ".join(_holder(p) for p in paths)
                 raise LockTimeout(self.name, self.timeout or 0.0, holders)
             time.sleep(_POLL_S)  # no event to wait on for "any of N files is free"
-
-    def __exit__(self, *exc: object) -> None:
-        _release(self._held.pop())
 
 
 def run_once(key: str, fn: Callable[[], T], teardown: Callable[[T], object] | None = None) -> T:
@@ -254,14 +369,14 @@ def run_once(key: str, fn: Callable[[], T], teardown: Callable[[T], object] | No
     if key in _ONCE:
         return _ONCE[key]  # type: ignore[no-any-return]
     path = _file("once", key, ".pickle")
-    with lock(f"once:{key}"):
+    with _gate(key):
         if path.exists():
             value = pickle.loads(path.read_bytes())
         else:
             value = fn()
             _share(key, path, value)
         if teardown is not None:
-            _use(key, path, lambda: teardown(value))
+            _use(key, _Duty(path, _join(path), functools.partial(teardown, value)))
     _ONCE[key] = value
     return value  # type: ignore[no-any-return]
 
@@ -280,36 +395,158 @@ def _share(key: str, path: Path, value: object) -> None:
     tmp.replace(path)
 
 
-# This process's teardown duties: key -> (its shared lock on the value's users file, whether
-# it created a generator fixture's value, whose teardown can only run here).
-_DUTIES: dict[str, tuple[int, bool]] = {}
+# Who tears a run-once value down, and when.
+#
+# Every process using a value that has a teardown holds a shared flock on the value's
+# ``.users`` file until it ends (the kernel drops it if the process dies). "Am I its last
+# user?" is asked by converting that share to an exclusive lock without blocking. On Linux a
+# failed conversion has already dropped the share (flock(2): conversion is not atomic): had
+# another process asked at that moment, or later, it would have counted itself the last user
+# while this one still used the value, and both would tear it down. So the question is only
+# ever asked under the value's gate (``_gate``), which joining the value (or setting it up)
+# also takes, and the asker takes its share back before it lets go of the gate (``_alone``):
+# no other process can ask or join in between, so none ever sees a share missing. Taking it
+# back never blocks: only an asker, under the gate, holds the file exclusively, or a creator
+# waiting at its end (below), for a value whose other users never ask. The ``.users`` file is
+# never removed: a new file would be a new lock, which the old value's users do not hold.
+#
+# A generator fixture's value (``once``) can only be torn down where its generator lives: in
+# its creator, after every other user. The creator holds the value's ``.creator`` file
+# exclusively for its life; a joiner that finds no live creator (it crashed, and took its
+# teardown with it) sets the value up again and becomes the creator (``_claim``).
+#
+# At its end a process first lets go of every value it did not create (tearing down those of
+# which it is the last user), and only then, as a creator, waits for the other users of its
+# own values, holding no gate while it waits (``_at_end``). So a creator waits only for
+# processes still running tests or in that first step, which waits for no other process's
+# end: two creators, each using the other's value, never wait for each other.
 
 
-def _use(key: str, path: Path, teardown: Callable[[], object], creator: bool = False) -> None:
-    """Count this process among the value's users (a shared ``flock``, which the kernel drops
-    if the process dies) and, when it ends, run ``teardown`` if it is the last user.
+class _Duty(NamedTuple):
+    """What this process must do at its end for one run-once value it uses."""
 
-    With ``creator``, this process waits at its end for the others (an exclusive lock): a
-    generator fixture's teardown can only run where the generator lives.
-    """
+    path: Path  # the pickled value
+    users: int  # the value's ``.users`` file, which this process holds shared
+    teardown: Callable[[], object] | None  # None: nothing to run here (a generator's user)
+    creator: int | None = None  # held ``.creator`` file: this process set up a generator
+    pid: int = 0  # the process that took the duty (a forked child inherits the dict)
+
+
+_DUTIES: dict[str, _Duty] = {}
+_HOOKED = 0  # the pid of the process whose end runs _at_end
+
+
+def _gate(key: str) -> lock:
+    """The lock under which a value is set up, joined, and its last user decided."""
+    return lock(f"once:{key}")
+
+
+def _join(path: Path) -> int:
+    """Count this process among the value's users (under its gate): its ``.users`` file, held
+    shared."""
     users = os.open(path.with_suffix(".users"), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(users, fcntl.LOCK_SH)
-    _DUTIES[key] = (users, creator)
+    return users
 
-    def at_end() -> None:
-        _DUTIES.pop(key, None)
-        try:
-            fcntl.flock(users, fcntl.LOCK_EX | (0 if creator else fcntl.LOCK_NB))
-        except OSError:
-            return  # another process still uses it: the last one tears it down
-        try:
-            teardown()
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            os.close(users)
 
-    _at_exit(at_end)
+def _claim(path: Path) -> int | None:
+    """The value's ``.creator`` file, held exclusively from now on, unless a live process
+    holds it already (its creator: ``None``). Under the value's gate."""
+    fd = os.open(path.with_suffix(".creator"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _alone(users: int) -> bool:
+    """Whether no other process uses the value; if so this one now holds ``users``
+    exclusively. Under the value's gate (see above)."""
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fcntl.flock(users, fcntl.LOCK_SH)  # the failed conversion dropped it: take it back
+        return False
+    return True
+
+
+def _let_go(fd: int) -> None:
+    # Unlocked first: a child forked since shares the lock, and closing our copy of the
+    # descriptor would leave it held.
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _use(key: str, duty: _Duty) -> None:
+    """Take ``duty`` for ``key``, done when this process ends."""
+    global _HOOKED
+    _DUTIES[key] = duty._replace(pid=os.getpid())
+    if os.getpid() != _HOOKED:
+        _HOOKED = os.getpid()
+        _at_exit(_at_end)
+
+
+def _mine() -> list[tuple[str, _Duty]]:
+    return [(key, duty) for key, duty in _DUTIES.items() if duty.pid == os.getpid()]
+
+
+def _at_end() -> None:
+    """Let go of every value this process uses: first those it did not create, tearing down
+    those of which it is the last user; then, as their creator, wait for the other users of
+    its generator values and tear them down (see above for why in this order)."""
+    duties = sorted(_mine(), key=lambda item: item[1].creator is not None)  # (a stable sort)
+    _DUTIES.clear()
+    errors: list[Exception] = []
+    for key, duty in duties:
+        try:
+            if duty.creator is not None:
+                _end_as_creator(key, duty)
+            elif duty.teardown is None:
+                _let_go(duty.users)  # a generator's user: its creator tears it down
+            else:
+                _end_as_user(key, duty)
+        except Exception as exc:  # the other values are still let go of
+            errors.append(exc)
+    if errors:
+        raise ExceptionGroup("run-once teardowns failed", errors)
+
+
+def _end_as_user(key: str, duty: _Duty) -> None:
+    with _gate(key):
+        if _alone(duty.users):
+            _tear_down(duty)
+        else:
+            _let_go(duty.users)  # another user tears it down
+
+
+def _end_as_creator(key: str, duty: _Duty) -> None:
+    while True:
+        with _gate(key):
+            if _alone(duty.users):
+                _tear_down(duty)
+                return
+        # Wait for the other users to let go, without the gate (they may join meanwhile, or
+        # ask about their other values). Once they have, back to a share before taking the
+        # gate again: a joiner holding the gate waits for a share, which an exclusive lock
+        # held here would never grant.
+        fcntl.flock(duty.users, fcntl.LOCK_EX)
+        fcntl.flock(duty.users, fcntl.LOCK_SH)
+
+
+def _tear_down(duty: _Duty) -> None:
+    """Run the value's teardown and forget the value (its last user, under its gate, holding
+    ``users`` exclusively): a later joiner sets it up afresh."""
+    try:
+        if duty.teardown is not None:
+            duty.teardown()
+    finally:
+        with contextlib.suppress(OSError):
+            duty.path.unlink()
+        _let_go(duty.users)
+        if duty.creator is not None:
+            _let_go(duty.creator)
 
 
 def must_stay() -> bool:
@@ -320,15 +557,17 @@ def must_stay() -> bool:
 
     The pytest plugin asks before it replaces a worker between tests
     (``--ploop-max-tasks-per-worker``, ``--ploop-max-worker-rss``): such a worker stays."""
-    for users, creator in _DUTIES.values():
-        if creator:
+    for key, duty in _mine():
+        if duty.creator is not None:
             return True
-        try:
-            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # others use it too: they tear it down
-        fcntl.flock(users, fcntl.LOCK_SH)
-        return True
+        if duty.teardown is None:
+            continue  # a generator's user: its creator tears it down
+        with _gate(key):
+            alone = _alone(duty.users)
+            if alone:
+                fcntl.flock(duty.users, fcntl.LOCK_SH)  # still one of its users
+        if alone:
+            return True
     return False
 
 
@@ -347,12 +586,22 @@ def _if_still(owner: int, hook: Callable[[], None]) -> None:
         hook()
 
 
+def _once_key(fn: Callable[[], Any]) -> str:
+    """The key of ``fn``'s value: the same for the same definition in every worker, and
+    different for fixtures of one name in different ``conftest.py`` files (all of them in a
+    module named ``conftest``)."""
+    code = getattr(fn, "__code__", None)
+    where = f"@{code.co_filename}:{code.co_firstlineno}" if code is not None else ""
+    return f"{fn.__module__}.{fn.__qualname__}{where}"
+
+
 def once(fn: Callable[[], Any]) -> Callable[[], Any]:
     """Decorate a session fixture's function so that it runs once per run, not per worker.
 
     A plain function's value is shared (see :func:`run_once`). A generator function (setup,
     ``yield value``, teardown) is set up once; its teardown runs in the process that set it
-    up, after every other worker using the value is done.
+    up, after every other worker using the value is done. If that process crashes, the next
+    worker to ask sets the value up again (and tears it down).
 
     Example:
         >>> import pytest
@@ -364,7 +613,7 @@ def once(fn: Callable[[], Any]) -> Callable[[], Any]:
         ...     yield url
         ...     # drop it here: once, after the last worker
     """
-    key = f"{fn.__module__}.{fn.__qualname__}"
+    key = _once_key(fn)
 
     @functools.wraps(fn)
     def wrapper() -> Any:
@@ -373,15 +622,20 @@ def once(fn: Callable[[], Any]) -> Callable[[], Any]:
         if key in _ONCE:
             return _ONCE[key]
         path = _file("once", key, ".pickle")
-        with lock(f"once:{key}"):
-            if path.exists():
+        with _gate(key):
+            creator = _claim(path)
+            if creator is None:  # its creator is alive: it shared the value
                 value = pickle.loads(path.read_bytes())
-                _use(key, path, lambda: None)
-            else:
-                gen = fn()
-                value = next(gen)
-                _share(key, path, value)
-                _use(key, path, lambda: next(gen, None), creator=True)
+                _use(key, _Duty(path, _join(path), None))
+            else:  # the first to ask, or its creator crashed
+                try:
+                    gen = fn()
+                    value = next(gen)
+                    _share(key, path, value)
+                except BaseException:
+                    _let_go(creator)
+                    raise
+                _use(key, _Duty(path, _join(path), lambda: next(gen, None), creator))
         _ONCE[key] = value
         return value
 
