@@ -49,3 +49,14 @@ def change(old: float, new: float) -> str:
 def count(n: int, noun: str) -> str:
     """``1 worker``, ``8 workers``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def outcome(name: str) -> str:
+    """An outcome as the text says it: ``timed out``, ``not run`` (``timed_out`` in data)."""
+    return name.replace("_", " ")
+
+
+def outcome_count(n: int, name: str) -> str:
+    """``12 passed``, ``1 error``, ``2 errors``, ``3 timed out``: pytest's words."""
+    text = f"{n:,} {outcome(name)}"
+    return text + "s" if name == "error" and n != 1 else text

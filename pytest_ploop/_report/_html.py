@@ -118,7 +118,7 @@ def _header(report: RunReport, st: RunStats) -> str:
         _card(fmt.size(st.peak_rss), "peak RSS, all workers together"),
     ]
     outcomes = " ".join(
-        f'<span><i class="swatch {o}"></i> {st.counts[o]:,} {o.replace("_", " ")}</span>'
+        f'<span><i class="swatch {o}"></i> {fmt.outcome_count(st.counts[o], o)}</span>'
         for o in _svg.OUTCOME_COLOURS
         if st.counts.get(o)
     )
@@ -139,7 +139,7 @@ def _header(report: RunReport, st: RunStats) -> str:
         f" · {escape(report.created)}</div></header>"
         f'<section id="headline"><div class="cards">{"".join(cards)}</div>'
         f'<div class="versus">{versus}</div>'
-        f'<div class="outcomes">{st.tasks + st.counts["not_run"]:,} {noun}: {outcomes}</div>'
+        f'<div class="outcomes">{sum(st.counts.values()):,} {noun}: {outcomes}</div>'
         "</section>"
     )
 
@@ -169,7 +169,7 @@ def _timeline(report: RunReport, st: RunStats) -> str:
         start, end = float(cols.start[row]), float(cols.end[row])
         return (
             f"{label(int(cols.index[row]))} · {fmt.seconds(end - start)} · "
-            f"{SHOWN_OUTCOMES[cols.outcome[row]]} · {ids[cols.worker[row]]} · "
+            f"{fmt.outcome(SHOWN_OUTCOMES[cols.outcome[row]])} · {ids[cols.worker[row]]} · "
             f"{start:.2f}s to {end:.2f}s"
         )
 
@@ -177,7 +177,7 @@ def _timeline(report: RunReport, st: RunStats) -> str:
         return label(int(cols.index[row])).rsplit("::", 1)[-1]
 
     present = {SHOWN_OUTCOMES[c] for c in np.unique(cols.outcome).tolist()}
-    legend = _legend([(o.replace("_", " "), c) for o, c in _svg.OUTCOME_COLOURS.items()
+    legend = _legend([(fmt.outcome(o), c) for o, c in _svg.OUTCOME_COLOURS.items()
                       if o in present or o == "passed"])  # fmt: skip
     drawing = _svg.timeline(lanes, st.wall_s, SHOWN_OUTCOMES, title, name)
     return (
@@ -268,7 +268,7 @@ def _task_rows(tasks: Sequence[TaskStat], wall: float) -> str:
         f'<tr><td class="num">{k}</td><td class="num">{fmt.seconds(t.wall_s)}</td>'
         f'<td class="num">{fmt.percent(t.wall_s / wall if wall > 0 else None)}</td>'
         f'<td>{escape(t.worker)}</td><td><i class="swatch {t.outcome}"></i> '
-        f"{escape(t.outcome.replace('_', ' '))}</td>"
+        f"{escape(fmt.outcome(t.outcome))}</td>"
         f'<td class="num">{fmt.size(t.peak_rss)}</td><td><code>{escape(t.label)}</code></td></tr>'
         for k, t in enumerate(tasks, 1)
     )
@@ -294,7 +294,7 @@ def _slowest(report: RunReport, st: RunStats) -> str:
 
 def _failures(report: RunReport) -> str:
     bad = report.columns().bad()
-    not_run = report.record.counts.get("not_run", 0)
+    not_run = report.stats().counts["not_run"]
     if not len(bad) and not not_run:
         return ""
     rows = report.tasks(bad[:MAX_FAILURES])

@@ -3,12 +3,15 @@
 Schema ``pytest-ploop/run/1`` (the whole of it is :data:`JSON_SCHEMA`, a JSON Schema;
 ``python -m pytest_ploop schema`` prints it). Times are seconds; ``start``, ``end`` and ``t``
 are relative to the run's start. Figures the schema calls *derived* are written for readers
-of the file (jq, dashboards); reading a file recomputes them from ``tasks`` and ``samples``.
+of the file (jq, dashboards); reading a file recomputes them from ``tasks`` and ``samples``,
+and refuses a file that does not follow the schema (a field of the wrong type), naming the
+field.
 
 Top level:
     ``schema`` (``"pytest-ploop/run/1"``), ``kind`` (``"pytest"`` or ``"loop"``), ``title``,
     ``created`` (ISO 8601), ``machine`` {``cpus``, ``memory_bytes``, ``platform``,
-    ``python``}, ``workers``, ``start_method``, ``wall_s``, ``counts`` {outcome: tasks};
+    ``python``}, ``workers``, ``start_method``, ``wall_s``, ``counts`` {outcome: tests of
+    a pytest run, as pytest counted them; tasks of a loop};
     derived: ``serial_s``, ``cpu_s``, ``speedup``, ``efficiency``, ``critical_path_s``,
     ``load_imbalance``, ``overhead_s``, ``serial_fraction``, ``peak_rss``, ``amdahl``
     [{``workers``, ``estimate``, ``amdahl``, ``bound``}]; ``worker_info`` [{``id``, ``pids``,
@@ -35,6 +38,7 @@ from .._engine._record import OUTCOMES, RunRecord, Sample, WorkerInfo
 from .._errors import PloopError
 from ._run import KINDS, Machine, RunReport
 from ._stats import BAD_OUTCOMES, SHOWN_OUTCOMES
+from ._validate import problem
 
 SCHEMA_NAME = "pytest-ploop/run"
 SCHEMA_VERSION = 1
@@ -283,11 +287,25 @@ def read(path: str | Path) -> RunReport:
         raise PloopError(f"{path}: {exc}") from None
 
 
+# What reading checks a record against: the whole schema but its name and version, which
+# from_dict checks first with messages of their own (and which may be an older version's).
+_READ_SCHEMA = {
+    **JSON_SCHEMA,
+    "properties": {k: v for k, v in JSON_SCHEMA["properties"].items() if k != "schema"},
+}
+# The fix named by every "malformed" error: the record is read as the plugin wrote it.
+_REWRITE = (
+    "write the record again with `pytest --ploop-report=RUN.json`, or correct that field "
+    "(`python -m pytest_ploop schema` prints the format)"
+)
+
+
 def from_dict(data: Any) -> RunReport:
     """The :class:`RunReport` of a dictionary of schema :data:`SCHEMA`.
 
     Raises:
-        PloopError: it is not a ploop run record, or of a newer version.
+        PloopError: it is not a ploop run record, of a newer version, or does not follow
+            the schema (naming the first field that does not, and the fix).
     """
     schema = data.get("schema") if isinstance(data, dict) else None
     name, _, version = str(schema).rpartition("/")
@@ -298,29 +316,28 @@ def from_dict(data: Any) -> RunReport:
             f"this run record has schema {schema!r}, newer than this pytest-ploop reads "
             f"({SCHEMA!r}): upgrade pytest-ploop"
         )
-    try:
-        return _from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PloopError(f"a malformed run record ({type(exc).__name__}: {exc})") from exc
+    found = problem(data, _READ_SCHEMA)
+    if found is not None:
+        raise PloopError(f"a malformed run record: {found}: {_REWRITE}")
+    return _from_dict(data)
 
 
 def _from_dict(data: dict[str, Any]) -> RunReport:
+    """The report of ``data``, a record that follows the schema."""
     m = data["machine"]
     rec = RunRecord(data["workers"], data["start_method"], 0.0, float(data["wall_s"]))
-    rec.cpus = int(m["cpus"])
-    rec.counts = Counter({k: int(v) for k, v in data["counts"].items() if v})
+    rec.cpus = m["cpus"]
+    rec.counts = Counter({k: v for k, v in data["counts"].items() if v})
     labels: dict[int, str] = {}
     shown: dict[int, str] = {}  # outcomes the engine's table cannot hold (a skipped test)
     for t in data["tasks"]:
-        i, outcome = int(t["index"]), t["outcome"]
-        if outcome not in SHOWN_OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
+        i, outcome = t["index"], t["outcome"]
         if outcome not in OUTCOMES:
             shown[i] = outcome
             outcome = "failed" if outcome in BAD_OUTCOMES else "passed"
         failed = None if outcome == "passed" else {0: outcome}
         rec.tasks.add((i,), t["worker"], t["start"], array("d", (t["end"],)), (t["cpu_s"],), failed)
-        labels[i] = str(t.get("label", i))
+        labels[i] = t["label"]
     rec.samples = [
         Sample(
             s["t"],
@@ -331,15 +348,22 @@ def _from_dict(data: dict[str, Any]) -> RunReport:
             s["read_bytes"],
             s["write_bytes"],
             s["ctx_switches"],
-            s.get("children", 0),
+            s["children"],
         )
         for s in data["samples"]
     ]
     for w in data["worker_info"]:
         rec.worker_info[w["id"]] = WorkerInfo(
-            w["id"], list(w["pids"]), int(w["restarts"]), int(w["tasks"]), float(w["busy_s"])
+            w["id"], list(w["pids"]), w["restarts"], w["tasks"], float(w["busy_s"])
         )
-    machine = Machine(rec.cpus, m.get("memory_bytes"), m.get("platform", ""), m.get("python", ""))
+    machine = Machine(rec.cpus, m["memory_bytes"], m["platform"], m["python"])
     return RunReport(
-        rec, labels, data["kind"], data["title"], data["created"], machine, shown or None
+        rec,
+        labels,
+        data["kind"],
+        data["title"],
+        data["created"],
+        machine,
+        shown or None,
+        data["counts"],
     )

@@ -30,8 +30,8 @@ def _table(head: list[str], rows: list[list[str]], numeric: Iterable[int] = ()) 
 
 
 def outcomes_text(counts: dict[str, int]) -> str:
-    """``12 passed, 1 failed``, outcomes in their usual order, zeros left out."""
-    parts = [f"{counts[k]:,} {k.replace('_', ' ')}" for k in SHOWN_OUTCOMES if counts.get(k)]
+    """``12 passed, 1 failed, 2 errors``, outcomes in their usual order, zeros left out."""
+    parts = [fmt.outcome_count(counts[k], k) for k in SHOWN_OUTCOMES if counts.get(k)]
     return ", ".join(parts) or "none"
 
 
@@ -129,7 +129,14 @@ def _workers(st: RunStats) -> list[str]:
 
 def _slowest(st: RunStats, noun: str) -> list[str]:
     rows = [
-        [str(k), fmt.seconds(t.wall_s), t.worker, t.outcome, fmt.size(t.peak_rss), _code(t.label)]
+        [
+            str(k),
+            fmt.seconds(t.wall_s),
+            t.worker,
+            fmt.outcome(t.outcome),
+            fmt.size(t.peak_rss),
+            _code(t.label),
+        ]
         for k, t in enumerate(st.slowest, 1)
     ]
     return _table(["#", "time", "worker", "outcome", "peak RSS", noun[:-1]], rows, (0, 1, 4))
@@ -141,7 +148,8 @@ def _failures(report: RunReport) -> list[str]:
         return []
     shown = report.tasks(bad[:MAX_FAILURES])
     lines = [
-        f"- **{t.outcome}** {_code(t.label)} on {t.worker} after {fmt.seconds(t.wall_s)}"
+        f"- **{fmt.outcome(t.outcome)}** {_code(t.label)} on {t.worker} after "
+        f"{fmt.seconds(t.wall_s)}"
         for t in shown
     ]
     if len(bad) > MAX_FAILURES:

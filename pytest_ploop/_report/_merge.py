@@ -10,7 +10,8 @@ common, so times are aligned at the starts: every shard's timeline starts at 0, 
 had started together (a job that waited for a runner shows no wait). Then:
 
 - tasks are concatenated in the order the records are given, renumbered so that indices stay
-  unique (shard 1's first); their labels (test ids) and outcomes are kept;
+  unique (shard 1's first); their labels (test ids) and outcomes are kept, and the counts of
+  outcomes are the shards' summed (a shard's tests as pytest counted them);
 - each shard's workers become lanes of their own: ``w0`` of the first record is
   ``shard1/w0`` (shards are numbered by their position on the command line, not by K);
 - wall time is the longest shard's (the shards ran at once); the serial-equivalent time is
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,9 +122,11 @@ def merge(reports: Sequence[RunReport], title: str | None = None) -> RunReport:
     record.cpus = sum(r.record.cpus for r in reports)
     labels: dict[int, str] = {}
     shown: dict[int, str] = {}
+    counts: Counter[str] = Counter()
     offset = 0
     for position, report in enumerate(reports):
         offset += _add_shard(record, report, shard_name(position), offset, labels, shown)
+        counts.update(report.stats().counts)
     return RunReport(
         record,
         labels,
@@ -131,6 +135,7 @@ def merge(reports: Sequence[RunReport], title: str | None = None) -> RunReport:
         min(r.created for r in reports),
         _machine(reports, record.cpus),
         shown or None,
+        dict(counts),
     )
 
 

@@ -8,13 +8,16 @@ record (a serial run, a worker process, ``--collect-only``) this plugin does not
 
     pytest_configure      check the options; read OLD.json (a missing one is only a note)
     pytest_sessionfinish  compare, write the reports, append $GITHUB_STEP_SUMMARY, and turn
-                          the exit code to 1 on a regression beyond the threshold
-    pytest_terminal_summary  the ``ploop`` section (one line; details with -v)
+                          the exit code to 1 on a regression beyond the threshold, or when a
+                          report could not be written
+    pytest_terminal_summary  the ``ploop`` section (one line; details with -v; the errors)
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .. import _here
-from ._files import format_of, write_reports
+from ._files import format_of, write_report
 
 # The rest of the report package (numpy, the renderers) is imported only once there is a
 # record to report: this plugin is registered in every pytest run, serial ones too.
@@ -59,6 +62,7 @@ class _State:
     report: RunReport | None = None
     comparison: Comparison | None = None
     written: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # reports that could not be written
     tests: dict[str, str] = field(default_factory=dict)  # node id -> pytest's outcome
     # node id -> the timings of a parametrize_parallel test's cases (``report.ploop_cases``)
     fanouts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -177,12 +181,18 @@ def task_labels(session: pytest.Session) -> dict[int, str]:
 
 
 # How bad each outcome of a test is: a task (a group of tests) shows its worst.
-_RANK = {"skipped": 0, "xfailed": 1, "passed": 2, "failed": 3, "error": 4}
+_RANK = {"skipped": 0, "xfailed": 1, "passed": 2, "failed": 3, "error": 4, "crashed": 5,
+         "timed_out": 5}  # fmt: skip
 
 
 def test_outcome(report: pytest.TestReport) -> str | None:
     """What ``report`` says of its test: ``passed``, ``failed``, ``error`` (in set-up or
-    tear-down), ``skipped`` or ``xfailed``; ``None`` for a set-up or tear-down that passed."""
+    tear-down), ``skipped`` or ``xfailed``, or ``crashed`` or ``timed_out`` (the failed
+    report the main process made for a test whose worker died, as ``ploop_outcome``);
+    ``None`` for a set-up or tear-down that passed."""
+    ploop_outcome: str | None = getattr(report, "ploop_outcome", None)
+    if ploop_outcome is not None:
+        return ploop_outcome
     xfail = hasattr(report, "wasxfail")
     if report.when == "call":
         if report.skipped:
@@ -226,6 +236,13 @@ def task_outcomes(session: pytest.Session, tests: dict[str, str]) -> dict[int, s
     return out
 
 
+def tests_per_outcome(session: pytest.Session, tests: dict[str, str]) -> dict[str, int]:
+    """Tests per outcome, each test once, as pytest counts them: by what its reports said
+    (``tests``: node id -> outcome), and as not run when it has none (the run stopped
+    first, or the test's worker died before it)."""
+    return dict(Counter(tests.get(item.nodeid, "not_run") for item in session.items))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash.get(_STATE, None)
@@ -235,21 +252,50 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from ._run import RunReport
 
     report = state.report = RunReport(
-        record, task_labels(session), kind="pytest", outcomes=task_outcomes(session, state.tests)
+        record,
+        task_labels(session),
+        kind="pytest",
+        outcomes=task_outcomes(session, state.tests),
+        counts=tests_per_outcome(session, state.tests),
     )
     if state.old is not None:
         from ._compare import compare
 
         state.comparison = compare(state.old, report, state.threshold)
-    state.written = write_reports(report, state.paths, comparison=state.comparison)
+    _write(state, report)
+    failed = state.errors or (state.comparison is not None and state.comparison.regressed)
+    if failed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state.errors and config.pluginmanager.get_plugin("terminalreporter") is None:
+        for line in state.errors:  # no ploop section to show them in (-p no:terminal)
+            print(line, file=sys.stderr)
+
+
+def _write(state: _State, report: RunReport) -> None:
+    """Write the reports and append the step summary. One that cannot be written is an
+    error line, not a traceback: the tests ran, and pytest's summary of them still shows
+    (the exit status becomes 1, as pytest's own when it cannot write ``--junitxml``)."""
+    for path in state.paths:
+        try:
+            state.written.append(write_report(report, path, comparison=state.comparison))
+        except OSError as exc:
+            state.errors.append(
+                f"ploop: error: cannot write the report {path}: {exc}: give --ploop-report "
+                "a path in a folder that can be written"
+            )
     summary = os.environ.get(STEP_SUMMARY_ENV)
     if summary:
         from ._markdown import render_markdown
 
-        with open(summary, "a", encoding="utf-8") as f:
-            f.write(render_markdown(report, state.comparison) + "\n")
-    if state.comparison is not None and state.comparison.regressed and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        text = render_markdown(report, state.comparison) + "\n"
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            state.errors.append(
+                f"ploop: error: cannot append the summary to {STEP_SUMMARY_ENV}={summary}: "
+                f"{exc}: set it to a file that can be written, or unset it"
+            )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -274,6 +320,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Any
         tr.write_line(state.note)
     for path in state.written:
         tr.write_line(f"ploop: wrote {path}")
+    for line in state.errors:
+        tr.write_line(line, red=True)
     c = state.comparison
     if c is not None and c.regressed:
         tr.write_line(f"ploop: FAILED: a regression beyond {c.threshold_pct:g}%", red=True)

@@ -15,7 +15,7 @@ from .._engine._record import RunRecord
 if TYPE_CHECKING:  # numpy: imported with _stats, when a figure beyond the summary is asked
     import numpy.typing as npt
 
-    from ._stats import Labels, Outcomes, RunStats, TaskColumns, TaskStat
+    from ._stats import Counts, Labels, Outcomes, RunStats, TaskColumns, TaskStat
 
 KINDS = ("pytest", "loop")
 
@@ -53,6 +53,9 @@ class RunReport:
         created: when the record was first written (ISO 8601, UTC).
         machine: where it ran (by default this machine, with the record's CPU count).
         outcomes: what to show for tasks the engine saw pass (pytest's verdict on a test).
+        counts: tests per outcome, as pytest counted them, for a pytest run (its tasks may
+            be groups of tests; tests the run never started have no task); by default the
+            task table's counts.
 
     Example::
 
@@ -67,6 +70,7 @@ class RunReport:
     created: str = field(default_factory=_now)
     machine: Machine | None = None
     outcomes: Outcomes = None
+    counts: Counts = None
     _stats: dict[int, RunStats] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +109,7 @@ class RunReport:
         if top not in self._stats:
             from ._stats import compute
 
-            self._stats[top] = compute(self.record, self.labels, top, self.outcomes)
+            self._stats[top] = compute(self.record, self.labels, top, self.outcomes, self.counts)
         return self._stats[top]
 
 

@@ -36,7 +36,12 @@ BAD_OUTCOMES = frozenset({"failed", "error", "crashed", "timed_out"})
 _ENGINE_TO_SHOWN = np.array([SHOWN_OUTCOMES.index(o) for o in OUTCOMES], dtype=np.int64)
 
 Outcomes = Mapping[int, str] | None
-"""Task index -> the outcome to show where the engine saw it pass (see ``SHOWN_OUTCOMES``)."""
+"""Task index -> the outcome to show where the engine saw it pass, or the kind of failure
+where it saw it fail (see ``SHOWN_OUTCOMES`` and :func:`columns`)."""
+
+Counts = Mapping[str, int] | None
+"""Shown outcome -> how many: a pytest run's tests as pytest counted them (a task may be a
+group of tests, or never have reached a worker); ``None``: counted from the task table."""
 
 Labels = Mapping[int, str] | Callable[[int], str] | None
 """How a task index is named in a report: a mapping (missing indices show as numbers), a
@@ -187,15 +192,20 @@ class TaskColumns:
 
 def columns(record: RunRecord, outcomes: Outcomes = None) -> TaskColumns:
     """The record's task table as numpy arrays (times relative to ``record.started``), with
-    ``outcomes`` shown for the tasks the engine saw pass."""
+    ``outcomes`` shown for the tasks the engine saw pass, and for those it saw fail where
+    they name another failure (a test's error)."""
     t = record.tasks
     t0 = record.started
     index = np.asarray(t.index, dtype=np.int64)
     shown = _ENGINE_TO_SHOWN[np.asarray(t.outcome, dtype=np.int64)]
     if outcomes:
-        for k in np.flatnonzero(shown == 0).tolist():
+        # A test that failed its assertion ran fine as far as the engine is concerned: pytest's
+        # word replaces its "passed". Its "failed" is kept, unless pytest's word is another
+        # failure: a record read back holds a test's "error" as the engine's "failed".
+        failed = SHOWN_OUTCOMES.index("failed")
+        for k in np.flatnonzero((shown == 0) | (shown == failed)).tolist():
             name = outcomes.get(int(index[k]))
-            if name is not None:
+            if name is not None and (shown[k] == 0 or name in BAD_OUTCOMES):
                 shown[k] = SHOWN_OUTCOMES.index(name)
     return TaskColumns(
         index,
@@ -219,10 +229,15 @@ def _natural(text: str) -> list[tuple[int, int | str]]:
 
 
 def compute(
-    record: RunRecord, labels: Labels = None, top: int = 10, outcomes: Outcomes = None
+    record: RunRecord,
+    labels: Labels = None,
+    top: int = 10,
+    outcomes: Outcomes = None,
+    counts: Counts = None,
 ) -> RunStats:
     """The figures of ``record``; ``labels`` names tasks, ``top`` is the slowest tasks kept,
-    ``outcomes`` overrides what the engine saw pass (tests that failed).
+    ``outcomes`` overrides what the engine saw pass (tests that failed), ``counts`` are the
+    outcomes' counts when they are not the task table's (a pytest run's tests).
 
     Example::
 
@@ -248,7 +263,7 @@ def compute(
         start_method=record.start_method,
         cpus=record.cpus,
         tasks=len(walls),
-        counts=_counts(record, cols),
+        counts=_counts(record, cols, counts),
         wall_s=wall_s,
         serial_s=serial_s,
         cpu_s=float(cols.cpu.sum()),
@@ -266,8 +281,11 @@ def compute(
     )
 
 
-def _counts(record: RunRecord, cols: TaskColumns) -> dict[str, int]:
-    """Tasks per shown outcome: those that ran from the table, the rest from the record."""
+def _counts(record: RunRecord, cols: TaskColumns, given: Counts) -> dict[str, int]:
+    """Per shown outcome: ``given``, else tasks: those that ran from the table, the rest from
+    the record."""
+    if given is not None:
+        return {k: int(given.get(k, 0)) for k in SHOWN_OUTCOMES}
     ran = np.bincount(cols.outcome, minlength=len(SHOWN_OUTCOMES)).tolist()
     counts = dict(zip(SHOWN_OUTCOMES, ran, strict=True))
     counts["not_run"] = int(record.counts.get("not_run", 0))

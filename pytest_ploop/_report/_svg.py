@@ -203,7 +203,7 @@ def _group(
         _px(tasks.end[last : last + 1], g.wall)[0],
     )
     tip = (
-        f"{count:,} {outcome.replace('_', ' ')} tasks, too short to draw one by one: "
+        f"{count:,} {fmt.outcome(outcome)} tasks, too short to draw one by one: "
         f"{fmt.seconds(total)} in all, from {title(int(tasks.rows[first]))} "
         f"to {title(int(tasks.rows[last]))}"
     )

@@ -100,7 +100,9 @@ def slowest_lines(st: RunStats, noun: str) -> list[str]:
         return []
     out = [f"  slowest {noun}:"]
     for t in st.slowest:
-        out.append(f"    {fmt.seconds(t.wall_s):>7}  {t.worker}  {t.outcome:<9} {t.label}")
+        out.append(
+            f"    {fmt.seconds(t.wall_s):>7}  {t.worker}  {fmt.outcome(t.outcome):<9} {t.label}"
+        )
     return out
 
 

@@ -8,6 +8,7 @@ that records durations. Exporting and merging the files of several shards is in
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 import time
@@ -29,21 +30,30 @@ def group_costs(groups: Sequence[Sequence[str]], durations: Mapping[str, float])
     return [sum(durations.get(nodeid, default) for nodeid in group) for group in groups]
 
 
+MAX_SHARDS = 10_000  # far more than the jobs of any CI matrix (GitHub's: 256)
+
+
 def shard(costs: Sequence[float], count: int) -> list[list[int]]:
     """Cut positions into ``count`` shards of near-equal total cost (greedy LPT: each, longest
-    first, to the least-loaded shard). Deterministic for the same costs; every position is
-    in exactly one shard; each shard lists its positions in collection order."""
-    loads = [0.0] * count
+    first, to the least-loaded shard, ties to the one with fewer positions, then the first).
+    Deterministic for the same costs; every position is in exactly one shard; each shard
+    lists its positions in collection order."""
+    # The least-loaded shard from a heap: n log(count) rather than n * count. The first
+    # positions each go to a shard of their own, in order (an empty shard wins every tie), so
+    # shards past the number of positions stay empty and the heap holds only the others.
+    used = min(count, len(costs))
     shards: list[list[int]] = [[] for _ in range(count)]
+    heap = [(0.0, 0, s) for s in range(used)]
     for i in longest_first(costs):
-        target = min(range(count), key=lambda s: (loads[s], len(shards[s]), s))
+        load, n, target = heapq.heappop(heap)
         shards[target].append(i)
-        loads[target] += costs[i]
+        heapq.heappush(heap, (load + costs[i], n + 1, target))
     return [sorted(s) for s in shards]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"2/4"`` -> ``(2, 4)``; ``UsageError`` naming the fix otherwise."""
+    """``"2/4"`` -> ``(2, 4)``; ``UsageError`` naming the fix otherwise (N is at most
+    :data:`MAX_SHARDS`)."""
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
@@ -51,6 +61,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not (n >= 1 and 1 <= k <= n):
         raise pytest.UsageError(
             f"--ploop-shard={text!r}: give K/N with 1 <= K <= N, such as --ploop-shard=1/4"
+        )
+    if n > MAX_SHARDS:
+        raise pytest.UsageError(
+            f"--ploop-shard={text!r}: at most {MAX_SHARDS:,} shards (one CI job each): give "
+            "a smaller N"
         )
     return k, n
 

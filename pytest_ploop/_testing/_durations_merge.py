@@ -142,6 +142,11 @@ def _load_json(path: Path, fix: str) -> Any:
         raise ValueError(f"{path}: no such file: {fix}") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read a durations file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # JSON is UTF-8 text
+        raise ValueError(
+            f"{path}: not a durations file (not UTF-8 text: byte {exc.object[exc.start]:#04x} at "
+            f"position {exc.start}): {fix}"
+        ) from None
     try:
         return json.loads(text)
     except ValueError as exc:  # a JSONDecodeError

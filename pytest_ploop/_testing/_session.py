@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import shutil
 import signal
@@ -82,11 +83,17 @@ class ParallelSession:
         self.settings = settings
         self.testrun_uid = testrun_uid
         self.record: RunRecord | None = None
+        # The tests of each of the record's tasks (positions in session.items): every round's
+        # groups, in the order _merge_record numbers them.
+        self.task_groups: list[tuple[int, ...]] = []
         self.not_run: dict[int, str] = {}
         self.crashes = 0
         self.stop_message = ""
         self._orphans: list[tuple[int, ...]] = []  # tests a crash left unrun (see _run)
         self._failed: set[int] = set()  # positions of the tests that had a failed report
+        # This round's tasks whose tests reported: their worker, and the main process's
+        # monotonic time of their first test's start and last test's end (see _add_reported)
+        self._ran: dict[int, tuple[str, float, float]] = {}
         self._peaks: dict[str, int] = {}  # worker id -> its processes' highest peak RSS
         self._froze = False
         self._first_stop: str | bool | None = None  # see _keep_first_stop
@@ -221,6 +228,8 @@ class ParallelSession:
     ) -> Run:
         """Run ``groups`` in freshly forked workers (they inherit ``runner.groups``)."""
         runner.groups = self._groups = groups
+        self.task_groups += groups
+        self._ran = {}
         workers = Workers("fork")
         options = RunOptions(
             workers=min(self.settings.workers, len(groups)),
@@ -249,6 +258,7 @@ class ParallelSession:
             if run is not None:
                 run.finish()
             workers.close()
+        _add_reported(run, self._ran)
         return run
 
     def _order(self, session: pytest.Session, groups: list[tuple[int, ...]]) -> list[int] | None:
@@ -326,13 +336,17 @@ class ParallelSession:
 
     def _take_reports(self, run: Run) -> None:
         while run.emitted:
-            _task, wid, (index, reports, warns, peak, stop, more) = run.emitted.popleft()
+            task, wid, (index, reports, warns, peak, stop, more) = run.emitted.popleft()
             self._peaks[wid] = max(peak, self._peaks.get(wid, 0))
             more = more or {}
             if "props" in more:
                 self._suite_properties(*more["props"])
             if index in self._done:  # never report a test twice
                 continue
+            now = time.monotonic()
+            ran = self._ran.get(task)
+            start = now - math.fsum(r.get("duration", 0.0) for r in reports)
+            self._ran[task] = (wid, ran[1] if ran else start, now)
             self._replay(index, reports, warns, more.get("live"), more.get("calls"))
             self._done.add(index)
             if stop is not None and "shouldstop" in stop:
@@ -446,7 +460,12 @@ class ParallelSession:
             # Its real time, not 0 s: the durations cache would hand a test that timed
             # out last on the next run, when it is the longest of all.
             start = now - _ran_for(run.record, task)
-            ihook.pytest_runtest_logreport(report=failed_report(item, text, start, now))
+            report = failed_report(item, text, start, now)
+            if isinstance(exc, WorkerCrashed | TaskTimeout):
+                # What the run's reports call it (pytest counts it as failed, as it says).
+                outcome = "timed_out" if isinstance(exc, TaskTimeout) else "crashed"
+                report.ploop_outcome = outcome  # type: ignore[attr-defined]
+            ihook.pytest_runtest_logreport(report=report)
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             self._done.add(blamed)
             self._failed.add(blamed)
@@ -544,6 +563,28 @@ def _merge_record(into: RunRecord, more: RunRecord, offset: int) -> None:
         mine.restarts += info.restarts
         mine.tasks += info.tasks
         mine.busy_s += info.busy_s
+
+
+def _add_reported(run: Run, ran: dict[int, tuple[str, float, float]]) -> None:
+    """Give the record a row for each task of ``ran`` (task -> worker, start, end) that has
+    none. A worker leaves the run at once when a test stops the session (-x, --maxfail,
+    pytest.exit()), and a worker that dies takes its chunk's results with it: the engine
+    records no row then, and counts the tasks not run (or, for those a dead worker had
+    finished, passed), though their tests ran and were reported. The record says what the
+    reports said: the times are those this process saw; the CPU time was not measured."""
+    record = run.record
+    recorded = set(record.tasks.index)
+    for task, (wid, start, end) in sorted(ran.items()):
+        if task in recorded:
+            continue
+        record.tasks.add((task,), wid, start, array("d", (end,)), (0.0,))
+        failure = run.outcomes.failures.get(task)
+        if failure is not None and failure.kind == "not_run":
+            record.counts["not_run"] -= 1
+            record.counts["passed"] += 1
+        info = record.worker_info.setdefault(wid, WorkerInfo(wid))
+        info.tasks += 1
+        info.busy_s += end - start
 
 
 def _ran_for(record: RunRecord, task: int) -> float:
