@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import multiprocessing
 import os
 import signal
 import sys
@@ -158,6 +157,8 @@ class TestRunner:
             more: dict[str, Any] = {}
             if suite:
                 more["props"] = (os.getpid(), suite)
+            if attrs := _xml_attributes(xml, item.nodeid):
+                more["attrs"] = attrs
             if live := collector.logs.take():
                 more["live"] = live
             if calls := collector.logs.unusual_calls(len(collector.reports)):
@@ -209,9 +210,6 @@ class TestRunner:
         _leave_reporting_to_the_main_process(config)
         _label_tests_with_this_process(config)
         _testmon_saves_in_the_main_process(config)
-        # A test's log records name the process as a serial run's do (%(processName)s), not
-        # after the engine's worker process object.
-        multiprocessing.current_process().name = "MainProcess"
         if config.getoption("capture", "fd") == "no":
             _prefix_output(f"[{wconfig.worker_id}] ".encode())
         _own_capture(config, wconfig.worker_id)
@@ -247,6 +245,19 @@ class TestRunner:
             with contextlib.suppress(KeyError, OSError):
                 run_dir = os.environ["PLOOP_RUN_DIR"]
                 os.unlink(output_file(run_dir, os.environ["PLOOP_WORKER"], os.getpid(), stream))
+
+
+def _xml_attributes(xml: Any, nodeid: str) -> dict[str, str]:
+    """What ``record_xml_attribute()`` set for the test ``nodeid`` in this worker's copy of
+    the ``--junitxml`` writer (the main process's writes the file), taken out of it."""
+    if xml is None:
+        return {}
+    reporter = xml.node_reporter(nodeid)  # (its key is a NodeId in pytest 9, a str before)
+    for key in [k for k, r in xml.node_reporters.items() if r is reporter]:
+        del xml.node_reporters[key]
+    with contextlib.suppress(ValueError):
+        xml.node_reporters_ordered.remove(reporter)
+    return dict(reporter.attrs)
 
 
 def _terminal_to_file(config: pytest.Config, worker_id: str) -> _logs.WriteKeeper | None:
@@ -297,6 +308,11 @@ _MAIN_ONLY_TYPES = (
     ("pytest_reportlog.plugin", "ReportLogPlugin"),
     ("pytest_github_actions_annotate_failures.plugin", "_AnnotateErrors"),
     ("pytest_github_actions_annotate_failures.plugin", "_AnnotateWarnings"),
+    # pytest's --junitxml writer: it stays in the worker's stash, where
+    # record_testsuite_property() and record_xml_attribute() record into it, but its copy of
+    # each test's case was dropped at the test's teardown report, with the attributes the
+    # test set (the main process's writer, which writes the file, never had them).
+    ("_pytest.junitxml", "LogXML"),
 )
 
 

@@ -341,6 +341,8 @@ class ParallelSession:
             more = more or {}
             if "props" in more:
                 self._suite_properties(*more["props"])
+            if "attrs" in more:
+                self._test_attributes(self._items[index].nodeid, more["attrs"])
             if index in self._done:  # never report a test twice
                 continue
             now = time.monotonic()
@@ -373,6 +375,15 @@ class ParallelSession:
             if mine[prop] > self._suite_most[prop]:
                 self._suite_most[prop] += 1
                 xml.global_properties.append(prop)
+
+    def _test_attributes(self, nodeid: str, attrs: dict[str, str]) -> None:
+        """Give the test's case in the main process's ``--junitxml`` writer the attributes
+        ``record_xml_attribute()`` set in the worker, before its reports are replayed (they
+        keep what is there, as in a serial run, where the test sets them before its call's
+        report)."""
+        xml = self.config.stash.get(junitxml.xml_key, None)
+        if xml is not None:
+            xml.node_reporter(nodeid).attrs.update(attrs)
 
     def _replay(
         self,

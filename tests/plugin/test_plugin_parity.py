@@ -191,6 +191,32 @@ def test_testsuite_properties_are_those_of_a_serial_run(project: Project) -> Non
     assert props["ploop"] == props["serial"] == [("build", "1.2.3"), ("seed", "4 & <5>")]
 
 
+XML_ATTRIBUTES = """
+import pytest
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_each(i, record_xml_attribute):
+    record_xml_attribute("requirement", f"REQ-{i}")
+    assert i != 3
+"""
+
+
+def test_a_tests_xml_attributes_are_those_of_a_serial_run(project: Project) -> None:
+    """Before: none (as under xdist): a worker's copy of the writer dropped them with its
+    copy of the test's case."""
+    project.pytester.makepyfile(test_attrs=XML_ATTRIBUTES)
+    attrs = {}
+    for mode, args in {"serial": (), "ploop": ("--ploop-workers=2",)}.items():
+        path = project.path / f"{mode}.xml"
+        result = project.run(f"--junitxml={path}", "-o", "junit_family=xunit1", *args)
+        result.assert_outcomes(passed=3, failed=1, warnings=4)
+        attrs[mode] = sorted(
+            (c.get("name"), c.get("requirement")) for c in ET.parse(path).getroot().iter("testcase")
+        )
+    assert attrs["ploop"] == attrs["serial"] == [(f"test_each[{i}]", f"REQ-{i}") for i in range(4)]
+
+
 def junit_order(path: Path) -> list[tuple[str, str]]:
     return [
         (case.get("classname", ""), case.get("name", ""))
