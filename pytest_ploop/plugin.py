@@ -109,7 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # configured while PLOOP_WORKER is set is one that a test ran, as a subprocess or in
     # process, and it is a run of its own. (Checking PLOOP_WORKER here ran those serially,
     # unsharded and unrecorded whatever their options.)
-    config.pluginmanager.register(_durations.DurationRecorder(config), "ploop-durations")
+    recorder = _durations.DurationRecorder(config, sharded=settings.shard is not None)
+    config.pluginmanager.register(recorder, "ploop-durations")
     if settings.shard is not None:
         config.pluginmanager.register(_ShardSelector(settings), "ploop-shard")
     # Only a pytest.main() inside a worker's own process keeps its tests in that process.

@@ -17,7 +17,16 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from .._engine._schedule import longest_first
-from ._durations_merge import CACHE_KEY, RECORDED_KEY, merge_files, seconds_of
+from ._durations_merge import (
+    CACHE_KEY,
+    RECORDED_KEY,
+    SCHEMA,
+    SHARD_KEY,
+    Measurement,
+    merge,
+    merge_files,
+    seconds_of,
+)
 
 __all__ = ["group_costs", "longest_first", "merge_files", "parse_shard", "shard"]
 
@@ -84,6 +93,22 @@ def load(config: pytest.Config, key: str = CACHE_KEY) -> dict[str, float]:
     return {str(k): v for k, v in ((k, seconds_of(v)) for k, v in data.items()) if v is not None}
 
 
+def _sharded(cache: pytest.Cache) -> dict[str, Measurement]:
+    """What sharded runs measured (see :class:`DurationRecorder`); empty when nothing, or
+    when the value is not theirs (only a hint, as the durations are)."""
+    data = cache.get(SHARD_KEY, None)
+    tests = data.get("tests") if isinstance(data, dict) else None
+    if not isinstance(tests, dict):
+        return {}
+    out = {}
+    for test, entry in tests.items():
+        if isinstance(entry, dict):
+            seconds, recorded = seconds_of(entry.get("seconds")), seconds_of(entry.get("recorded"))
+            if seconds is not None and recorded is not None:
+                out[str(test)] = Measurement(seconds, recorded)
+    return out
+
+
 class DurationRecorder:
     """Sums each test's setup, call and teardown time; saves them in the cache at the end,
     with when they were measured.
@@ -92,10 +117,17 @@ class DurationRecorder:
     deselected ones), unless this run shows that they no longer exist: when it collected the
     whole suite (see :meth:`collected_everything`), entries for tests it neither collected nor
     deselected are dropped.
+
+    A ``sharded`` run keeps what it measured apart (``SHARD_KEY``): the durations a shard's cut
+    reads do not change until every shard of the suite ran. Shards run one after another in
+    one checkout cut from what the first one read; each cut from what the one before wrote
+    lost tests and ran others twice. ``durations export`` carries both; ``durations merge
+    --into`` and an unsharded run fold them into the durations the next cut reads.
     """
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, sharded: bool = False) -> None:
         self.config = config
+        self.sharded = sharded
         self.seen: dict[str, float] = {}
         self.deselected: set[str] = set()
         self.collect_errors = False
@@ -118,18 +150,26 @@ class DurationRecorder:
         cache = getattr(self.config, "cache", None)
         if cache is None or not self.seen:
             return
-        durations = load(self.config)
+        now = round(time.time(), 3)
+        fresh = {
+            nodeid: Measurement(round(seconds, 6), now)
+            for nodeid, seconds in self.seen.items()
+            if math.isfinite(seconds)
+        }
+        if self.sharded:
+            kept = merge([_sharded(cache), fresh])
+            tests = {k: {"seconds": m.seconds, "recorded": m.recorded} for k, m in kept.items()}
+            cache.set(SHARD_KEY, {"schema": SCHEMA, "tests": tests})
+            return
         recorded = load(self.config, RECORDED_KEY)
+        earlier = {k: Measurement(v, recorded.get(k, 0.0)) for k, v in load(self.config).items()}
+        durations = merge([earlier, _sharded(cache), fresh])
         if self.collected_everything(exitstatus):
             existing = {item.nodeid for item in session.items} | self.deselected
-            durations = {k: v for k, v in durations.items() if k in existing}
-        now = round(time.time(), 3)
-        for nodeid, seconds in self.seen.items():
-            if math.isfinite(seconds):
-                durations[nodeid] = round(seconds, 6)
-                recorded[nodeid] = now
-        cache.set(CACHE_KEY, durations)
-        cache.set(RECORDED_KEY, {k: v for k, v in recorded.items() if k in durations})
+            durations = {k: m for k, m in durations.items() if k in existing}
+        cache.set(CACHE_KEY, {k: m.seconds for k, m in durations.items()})
+        cache.set(RECORDED_KEY, {k: m.recorded for k, m in durations.items() if m.recorded})
+        cache.set(SHARD_KEY, None)  # folded in
 
     def collected_everything(self, exitstatus: int) -> bool:
         """Whether this run collected every test of the project: no paths or node ids given

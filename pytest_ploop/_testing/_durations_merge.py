@@ -1,7 +1,7 @@
 """Durations files: exported by the shards of a CI matrix, merged, and written back into a
 project's pytest cache so that the next run cuts balanced shards.
 
-    shard job K   pytest --ploop-shard=K/N          -> .pytest_cache/v/ploop/durations
+    shard job K   pytest --ploop-shard=K/N          -> .pytest_cache/v/ploop/durations-shards
                   python -m pytest_ploop durations export -o durations-K.json
     final job     python -m pytest_ploop durations merge durations-*.json --into .
                   (then keep .pytest_cache/v/ploop for the next run: a CI cache)
@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "CACHE_KEY",
     "RECORDED_KEY",
+    "SHARD_KEY",
     "SCHEMA",
     "Measurement",
     "cache_dir",
@@ -46,6 +47,9 @@ __all__ = [
 
 CACHE_KEY = "ploop/durations"
 RECORDED_KEY = "ploop/durations-recorded"
+# What sharded runs measured, kept beside the durations their cut read (an exported file's
+# form): the next shard run in the same checkout cuts as the earlier ones did.
+SHARD_KEY = "ploop/durations-shards"
 SCHEMA_NAME = "pytest-ploop/durations"
 SCHEMA_VERSION = 1
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
@@ -102,21 +106,26 @@ def read_cache(cache: Path) -> dict[str, Measurement]:
         ValueError: it holds no durations, or they are not a JSON object of numbers.
     """
     path = _value_file(cache, CACHE_KEY)
-    if not path.is_file():
+    sharded = _value_file(cache, SHARD_KEY)
+    if not path.is_file() and not sharded.is_file():
         raise ValueError(
             f"{cache}: no durations in this pytest cache (no {CACHE_KEY}): run pytest there "
             "first, or name the project's root folder"
         )
     again = "run pytest there again to record the durations afresh"
-    durations = _plain(_load_json(path, again), path)
-    recorded_file = _value_file(cache, RECORDED_KEY)
-    recorded: Any = _load_json(recorded_file, again) if recorded_file.is_file() else {}
-    if not isinstance(recorded, dict):
-        recorded = {}
-    return {
-        test: Measurement(m.seconds, seconds_of(recorded.get(test)) or 0.0)
-        for test, m in durations.items()
-    }
+    main: dict[str, Measurement] = {}
+    if path.is_file():
+        durations = _plain(_load_json(path, again), path)
+        recorded_file = _value_file(cache, RECORDED_KEY)
+        recorded: Any = _load_json(recorded_file, again) if recorded_file.is_file() else {}
+        if not isinstance(recorded, dict):
+            recorded = {}
+        main = {
+            test: Measurement(m.seconds, seconds_of(recorded.get(test)) or 0.0)
+            for test, m in durations.items()
+        }
+    shards = _load_json(sharded, again) if sharded.is_file() else None
+    return merge([main, _exported(shards, sharded) if shards else {}])
 
 
 def read_file(path: Path) -> dict[str, Measurement]:
@@ -242,6 +251,8 @@ def write_cache(cache: Path, entries: Mapping[str, Measurement]) -> list[Path]:
         CACHE_KEY: {test: round(m.seconds, 6) for test, m in ordered},
         RECORDED_KEY: {test: round(m.recorded, 3) for test, m in ordered},
     }
+    # What sharded runs measured is in ``entries`` now, or was older.
+    _value_file(cache, SHARD_KEY).unlink(missing_ok=True)
     written = []
     for key, value in values.items():
         path = _value_file(cache, key)

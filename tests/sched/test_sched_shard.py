@@ -6,10 +6,13 @@ shards are read from ``--co`` (collection starts no worker, so it runs in proces
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from sched_support import Project, ids_of
+
+from pytest_ploop._testing._durations_merge import read_cache
 
 FILES = 4
 PER_FILE = 12
@@ -105,7 +108,32 @@ def test_a_shard_runs_on_workers_and_records_its_durations(
     ran = [e for e in project.events() if e.kind == "start"]
     assert sorted(e.nodeid for e in ran) == sorted(mine)
     assert {e.worker for e in ran} == {"w0", "w1"}
-    assert set(project.read_durations()) == set(mine)
+    # Beside the durations the cut read (none yet), where durations export finds them.
+    assert not project.durations_file.exists()
+    assert set(read_cache(project.path / ".pytest_cache")) == set(mine)
+
+
+def test_shards_run_one_after_another_in_one_checkout_run_each_test_once(
+    project: Project, suite: list[str]
+) -> None:
+    """Each shard's run wrote its durations where the next shard's cut read them: the next
+    cut differed, and the three shards lost tests and ran others twice. An unsharded run
+    then folds what the shards measured into the durations the next cut reads."""
+    project.write_durations(_skewed(suite, seed=7))
+    ran: list[str] = []
+    for k in (1, 2, 3):
+        mine = project.collected(f"--ploop-shard={k}/3")
+        result = project.run(f"--ploop-shard={k}/3", "--ploop-workers=2")
+        result.assert_outcomes(passed=len(mine), deselected=len(suite) - len(mine))
+        ran += [e.nodeid for e in project.events() if e.kind == "start"]
+    assert sorted(ran) == sorted(suite)
+    assert project.read_durations() == _skewed(suite, seed=7)  # what every cut read
+    measured = {t: m.seconds for t, m in read_cache(project.path / ".pytest_cache").items()}
+    assert set(measured) == set(suite) and max(measured.values()) < 1.0  # (skewed: up to 4 s)
+    project.run("--ploop-workers=2", "-k", "test_f0").assert_outcomes(passed=12, deselected=36)
+    after = project.read_durations()
+    assert {t: after[t] for t in suite[12:]} == {t: measured[t] for t in suite[12:]}
+    assert json.loads((project.durations_file.parent / "durations-shards").read_text()) is None
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1/0", "2", "a/b", "1/2/3", "-1/2"])
