@@ -985,9 +985,9 @@ def _oom_hint(rss: int) -> str:
         available = _metrics.available_memory()
     except Exception:
         available = 0
-    seen = f" Its last sampled memory (RSS) was {rss / gib:.2f} GiB" if rss else ""
-    free = f"; {available / gib:.2f} GiB are available now" if available else ""
-    return f"Killed by the OOM killer?{seen}{free}. The kernel log tells (dmesg).\n"
+    seen = f" Its last sampled memory (RSS) was {rss / gib:.2f} GiB." if rss else ""
+    free = f" {available / gib:.2f} GiB are available now." if available else ""
+    return f"Killed by the OOM killer?{seen}{free} The kernel log tells (dmesg).\n"
 
 
 def _result_failure(exc: Exception) -> Any:

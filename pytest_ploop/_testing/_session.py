@@ -454,7 +454,9 @@ class ParallelSession:
             if blamed is None or blamed in self._done:
                 continue
             if isinstance(exc, WorkerCrashed | TaskTimeout):
-                self.crashes += 1
+                # A test that timed out fails and the run goes on: only crashes count
+                # toward --ploop-max-worker-restart (two hangs stopped a run at its limit of 1).
+                self.crashes += isinstance(exc, WorkerCrashed)
                 text = _crash_text(exc, failure.worker)
                 limit = self.settings.max_worker_rss
                 over = _memory.over_limit_note(run.record.samples, failure.worker, limit)

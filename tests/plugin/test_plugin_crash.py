@@ -127,6 +127,32 @@ def test_a_hung_test_times_out_and_the_run_goes_on(project: Project) -> None:
     assert alive([int(event.fields[1])]) == []  # the test's own child was ended too
 
 
+HANGS = """
+import threading
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_hangs(i):
+    threading.Event().wait()
+
+
+def test_ok():
+    pass
+"""
+
+
+def test_tests_that_time_out_do_not_count_toward_max_worker_restart(project: Project) -> None:
+    """Each replaced a worker, and two stopped the run at a limit of one as crashes would."""
+    project.pytester.makepyfile(test_hangs=HANGS)
+    args = ("--ploop-workers=1", "--ploop-timeout=0.5", "--ploop-max-worker-restart=1")
+    result = project.run(*args)
+    assert outcomes(result) == {"failed": 3, "passed": 1}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "--ploop-max-worker-restart" not in result.stdout.str()
+
+
 RESTARTS = """
 import os
 
