@@ -83,6 +83,7 @@ END: Any = None
 _SLOT: MutableSequence[float] | None = None
 _SOCK: socket.socket | None = None
 _JOB = 0  # the job whose chunk runs now
+_LOOP: _Loop | None = None  # this worker's loop, for stop_requested()
 _PID = 0  # this worker's pid: a process a task forks inherits the SIGTERM handler, not the role
 
 _PR_SET_PDEATHSIG = 1
@@ -139,6 +140,13 @@ def emit(payload: Any) -> None:
 def running_chunk() -> int:
     """The sequence number of the chunk this worker runs now (0 outside a worker)."""
     return int(_SLOT[SLOT_SEQ]) if _SLOT is not None else 0
+
+
+def stop_requested() -> bool:
+    """Whether the main process has stopped the running job (``fail_fast``, Ctrl-C, pytest's
+    ``-x``): for a task of many steps (the plugin's group of tests), whose steps not started
+    then are not run, as the tasks queued here are not."""
+    return _LOOP is not None and _LOOP._cancel_requested(_JOB)
 
 
 def leave() -> NoReturn:
@@ -374,6 +382,8 @@ class _Loop:
         self.pending: deque[Any] = deque()
 
     def run(self) -> None:
+        global _LOOP
+        _LOOP = self
         while True:
             if self.pending:
                 msg = self.pending.popleft()

@@ -127,6 +127,11 @@ class TestRunner:
                 _depth.give_back(self.room_at_loop - _depth.room())
         xml = self.session.config.stash.get(junitxml.xml_key, None)
         for k, index in enumerate(group):
+            if k and _worker.stop_requested():
+                # -x, --maxfail, Ctrl-C: the rest of a module or class (--ploop-dist=scope,
+                # file) is not started, as no other test is; the main process counts them as
+                # not run, and this worker's exit tears down what the group set up.
+                return k
             _worker.set_marker(k)
             item = self.items[index]
             after = group[k + 1] if k + 1 < len(group) else following

@@ -216,3 +216,55 @@ def test_a_session_stopped_in_a_worker_stops_the_run(
     assert outcomes(result) == {"passed": 2}  # test_other was in flight on the other worker
     assert not_run_count(result) == 1
     assert project.events() == []  # test_later never started
+
+
+GROUP_AFTER_THE_STOP = {
+    "conftest": """
+import os
+
+import pytest
+import ploophelp
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    if report.failed and ploophelp.worker() == "main":
+        ploophelp.flag("stopped")  # the main process has seen the failure: -x stops the run
+""",
+    "test_a": """
+import ploophelp
+
+
+def test_a1():
+    ploophelp.wait_for("b_started")
+
+
+def test_a2():
+    assert False
+""",
+    "test_b": """
+import pytest
+import ploophelp
+
+
+def test_b0():
+    ploophelp.flag("b_started")
+    ploophelp.wait_for("stopped")
+
+
+@pytest.mark.parametrize("i", range(20))
+def test_b(i):
+    ploophelp.log("ran", i)
+""",
+}
+
+
+@pytest.mark.parametrize("dist", ["scope", "file"])
+def test_a_module_in_flight_at_the_stop_starts_no_further_test(project: Project, dist: str) -> None:
+    """A worker ran its whole module (or class) after -x stopped the run: the 20 tests of
+    test_b that follow test_b0, which waits until the main process has seen the failure."""
+    project.pytester.makepyfile(**GROUP_AFTER_THE_STOP)
+    result = project.run("--ploop-workers=2", f"--ploop-dist={dist}", "-x", "-p", "no:randomly")
+    assert outcomes(result) == {"failed": 1, "passed": 2}
+    assert project.events() == []  # no test_b[i] ran
+    assert not_run_count(result) == 20
