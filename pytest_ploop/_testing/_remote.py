@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import tempfile
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,6 +152,10 @@ class TestRunner:
                     # pytest.exit() or a KeyboardInterrupt in a test ends a serial session:
                     # the main process stops the run and ends the session the same way.
                     stop = session_stop(exc)
+                except Exception:
+                    # A hook (a conftest's, a plugin's) that raised: pytest's protocol does
+                    # not catch it, and a serial session ends in an INTERNALERROR (exit 3).
+                    stop = {"internal": traceback.format_exc()}
             if stop is None and (session.shouldstop, session.shouldfail) != flags:
                 # A test or a plugin (pytest-timeout's --session-timeout) asked the session to
                 # stop after this test, as -x does: the main process's session stops the run.

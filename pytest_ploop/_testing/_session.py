@@ -202,6 +202,8 @@ class ParallelSession:
             raise KeyboardInterrupt
         stop = self._session_stop
         if stop is not None:  # a test's pytest.exit() or KeyboardInterrupt, as in serial
+            if "internal" in stop:
+                raise WorkerInternalError(stop["internal"])
             if "exit" in stop:
                 raise pytest.exit.Exception(stop["exit"], stop["returncode"])
             raise KeyboardInterrupt
@@ -320,6 +322,8 @@ class ParallelSession:
     def _stop_reason(self, session: pytest.Session) -> str:
         stop = self._session_stop
         if stop is not None:
+            if "internal" in stop:
+                return "INTERNALERROR in a worker"
             return f"pytest.exit(): {stop['exit']}" if "exit" in stop else "KeyboardInterrupt"
         if session.shouldfail:
             return str(session.shouldfail)
@@ -541,6 +545,15 @@ class ParallelSession:
         if self.not_run:
             reasons = sorted(set(self.not_run.values()))
             tr.write_line(f"ploop: {len(self.not_run)} tests not run ({'; '.join(reasons)})")
+
+
+class WorkerInternalError(Exception):
+    """A hook that raised while a worker ran a test, with the worker's traceback: raised in
+    the main session, it ends in pytest's INTERNALERROR and exit status 3, as the hook's
+    exception does in a serial run."""
+
+    def __str__(self) -> str:
+        return f"in a worker:\n{self.args[0]}".rstrip()
 
 
 @contextlib.contextmanager

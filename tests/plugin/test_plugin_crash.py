@@ -253,3 +253,29 @@ def test_a_report_that_cannot_be_sent_fails_its_test_and_the_rest_run(
     (failed,) = [line for line in short_summary(result) if line.startswith("FAILED")]
     assert failed.startswith("FAILED test_unsendable.py::test_unsendable - ploop: internal error")
     assert not_run_count(result) == 0
+
+
+HOOK_RAISES = {
+    "conftest": """
+def pytest_runtest_makereport(item, call):
+    if call.when == "call" and item.name == "test_hook_breaks":
+        raise RuntimeError("the hook broke")
+""",
+    "test_hook": """
+def test_hook_breaks():
+    pass
+""",
+}
+
+
+def test_a_hook_that_raises_in_a_worker_is_an_internal_error(project: Project) -> None:
+    """As in a serial run: INTERNALERROR with the hook's traceback, exit status 3. It was a
+    failure of the test ("ploop: internal error") and exit status 1."""
+    project.pytester.makepyfile(**HOOK_RAISES)
+    for args in [(), ("--ploop-workers=2",)]:
+        result = project.run(*args)
+        assert result.ret == pytest.ExitCode.INTERNAL_ERROR, args
+        result.stdout.fnmatch_lines(
+            ["INTERNALERROR>*in pytest_runtest_makereport", "INTERNALERROR>*the hook broke"]
+        )
+        assert "ploop: internal error" not in result.stdout.str()
