@@ -79,6 +79,7 @@ class Sampler:
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
+        self._below: dict[int, list[int]] = {}  # worker pid -> its descendants last seen
 
     def sample(self, workers: dict[str, int]) -> list[Sample]:
         """One :class:`Sample` per live worker (``{worker id: pid}``): the sums over the
@@ -89,6 +90,7 @@ class Sampler:
         for wid, pid in workers.items():
             tree = [pid, *_below(pid)]
             seen.update(tree)
+            self._below[pid] = tree[1:]
             readings = [r for p in tree if (r := self._read(p)) is not None]
             if not readings or readings[0][0] != pid:
                 continue  # the worker itself is gone
@@ -118,6 +120,9 @@ class Sampler:
         read, written = (io.read_bytes, io.write_bytes) if io else (0, 0)
         return pid, cpu, rss, read, written, ctx.voluntary + ctx.involuntary
 
-    def forget(self, pid: int) -> None:
-        """Drop the handle of a worker that ended."""
+    def forget(self, pid: int) -> list[psutil.Process]:
+        """Drop the handle of a worker that ended; return those of the processes below it
+        at the last sample, which may outlive it (one a test started in a session of its
+        own is out of the worker's process group, and reparented once the worker died)."""
         self._procs.pop(pid, None)
+        return [p for d in self._below.pop(pid, []) if (p := self._procs.get(d)) is not None]

@@ -747,8 +747,11 @@ class Run:
         w.inflight.clear()
         self._unwatch(w)
         detail = w.dump_text().strip()
-        self._sampler.forget(w.pid)
+        left = self._sampler.forget(w.pid)
         self.workers.discard(w)
+        # What the dead worker started and its group's kill did not reach (a test's server
+        # in a session of its own), as far as the samples saw it.
+        _metrics.kill_all(_metrics.alive(left), signal.SIGKILL)
         if w.tasks_done == 0 and phase == Phase.IDLE and seq == 0 and w.killed_for is None:
             self._died_at_start(w, code, detail)
         else:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from pytest_ploop._engine import _worker
 from pytest_ploop._engine._pool import TICK_S, Run, RunOptions
 from pytest_ploop._engine._workers import Workers, signal_name
 from tests import faults
+from tests.processes import gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -321,3 +325,36 @@ def test_a_worker_is_a_main_process_to_multiprocessing(
     monkeypatch.setattr(multiprocessing.context._default_context, "_actual_context", None)
     [state] = ploop.map(_multiprocessing_state, [0], workers=2, start_method=start_method)
     assert state == ("MainProcess", False, (), None, "Process-1", "spawn")
+
+
+def _start_a_server_then_wait(path: str) -> None:
+    """Start a process in a session of its own (out of the worker's process group, as a
+    test's server may be), write its pid to ``path``, and wait for ever."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+    )
+    faults.touch(f"{path}.{child.pid}")
+    faults.touch(path)
+    threading.Event().wait()
+
+
+def test_a_crashed_workers_process_in_a_session_of_its_own_is_ended(tmp_path: Path) -> None:
+    """The kill of a dead worker's process group missed a process it started with
+    ``start_new_session=True``: it outlived the run. The processes the samples saw below the
+    worker are ended too."""
+    path = str(tmp_path / "started")
+    workers = Workers("fork")
+    run = Run(workers, _start_a_server_then_wait, [path], RunOptions(workers=2))
+    try:
+        deadline = time.monotonic() + 30
+        while not [s for s in run.record.samples if s.children]:
+            assert time.monotonic() < deadline, run.record.samples
+            run.poll()
+        [child] = [int(p.name.rsplit(".", 1)[1]) for p in tmp_path.glob("started.*")]
+        os.kill(workers.live()[0].pid, signal.SIGKILL)
+        run.run_to_end()
+    finally:
+        run.finish()
+        workers.close()
+    assert run.outcomes.counts["crashed"] == 1
+    assert gone([child])
