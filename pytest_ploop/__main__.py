@@ -145,13 +145,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in _report.terminal_lines(report, args.verbose, comparison):
         print(line)
-    try:
-        written = _report.write_reports(report, paths, comparison=comparison)
-    except OSError as exc:
-        print(f"error: cannot write the report: {exc}", file=sys.stderr)
+    unwritten = 0
+    for path in paths:  # each on its own: one that cannot be written leaves the others
+        try:
+            written = _report.write_report(report, path, comparison=comparison)
+        except OSError as exc:
+            print(
+                f"error: cannot write the report {path}: {exc}: give a path in a folder "
+                "that can be written",
+                file=sys.stderr,
+            )
+            unwritten += 1
+            continue
+        print(f"ploop: wrote {written}")
+    if unwritten:
         return 2
-    for path in written:
-        print(f"ploop: wrote {path}")
     return 1 if comparison is not None and comparison.regressed else 0
 
 

@@ -44,6 +44,20 @@ def check_backend(backend: object, address: object, where: str = "") -> None:
             f"{where}address={address!r} must be the scheduler's address, such as "
             "'tcp://scheduler:8786', or None for a local cluster"
         )
+    scheme = address.partition("://")[0] if "://" in address else "tcp"
+    if scheme not in _SCHEMES:
+        # Refused here: Dask's Client, given it, raised and then held the interpreter's exit
+        # for a minute (its half-made connection's timeout).
+        host = address.partition("://")[2]
+        raise ValueError(
+            f"{where}address={address!r}: Dask schedulers are reached by "
+            f"{', '.join(s + '://' for s in _SCHEMES)}: give 'tcp://{host}' (dask://HOST:PORT "
+            "is how --ploop-backend names a scheduler)"
+        )
+
+
+# The address schemes of Dask distributed's comms (distributed.comm.registry).
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
 class LoopRun(Protocol):

@@ -6,6 +6,7 @@ against :data:`._json.JSON_SCHEMA` itself rather than a second description of th
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -34,6 +35,10 @@ def problem(value: Any, schema: dict[str, Any], where: str = "") -> str | None:
     kinds = _kinds(schema)
     if kinds and (isinstance(value, bool) or not isinstance(value, _types(kinds))):
         return f"{name} is {_shown(value)}, not {' or '.join(_TYPE_NAMES[k] for k in kinds)}"
+    if isinstance(value, float) and not math.isfinite(value):
+        # Python's json reads NaN and Infinity, which JSON has no numbers for (and which
+        # made the HTML report fail on int(nan)).
+        return f"{name} is {_shown(value)}, not a finite number"
     if "const" in schema and value != schema["const"]:
         return f"{name} is {_shown(value)}, not {_shown(schema['const'])}"
     if "enum" in schema and value not in schema["enum"]:
@@ -76,6 +81,8 @@ def _columns_fine(items: list[Any], schema: dict[str, Any]) -> bool:
         # JSON, nor is anything json.loads does not make; problem() decides on those.
         allowed = set(_types(_kinds(sub))) or {str, int, float, type(None)}
         if {type(v) for v in column} - allowed:
+            return False
+        if float in allowed and not all(math.isfinite(v) for v in column if type(v) is float):
             return False
         if "enum" in sub and not set(column) <= set(sub["enum"]):
             return False

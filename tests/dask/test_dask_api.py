@@ -105,6 +105,10 @@ def test_bad_backend_options_fail_before_anything_runs() -> None:
         ploop.Pool(address="tcp://127.0.0.1:8786")
     with pytest.raises(ValueError, match="start_method='spawn' does not apply"):
         ploop.Pool(backend="dask", start_method="spawn")
+    # Dask's Client raised on it, then held the interpreter's exit for a minute.
+    for address in ["dask://127.0.0.1:8786", "http://127.0.0.1:8786"]:
+        with pytest.raises(ValueError, match="give 'tcp://127.0.0.1:8786'"):
+            ploop.map(abs, [1], backend="dask", address=address)
     with ploop.Pool(2, backend="dask") as pool:  # nothing started yet: no cluster to close
         with pytest.raises(ValueError, match="start_method='fork' does not apply"):
             pool.map(abs, [1], start_method="fork")

@@ -9,6 +9,7 @@ the report plugin is named with ``-p`` as in test_report_plugin.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -203,6 +204,8 @@ BAD_FIELDS: list[tuple[Callable[[dict[str, Any]], object], str]] = [
     (lambda d: d.update(workers="2"), 'workers is "2", not an integer'),
     (lambda d: d["tasks"][1].update(start="0.1"), 'tasks[1].start is "0.1", not a number'),
     (lambda d: d["samples"][0].update(rss=None), "samples[0].rss is null, not an integer"),
+    # Python's json reads NaN; the HTML report then failed on int(nan) with a traceback.
+    (lambda d: d["tasks"][0].update(start=math.nan), "tasks[0].start is NaN, not a finite number"),
 ]
 REWRITE = "write the record again with `pytest --ploop-report=RUN.json`, or correct that field"
 

@@ -227,11 +227,14 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert main([str(a) for a in args]) == 2, args
         assert capsys.readouterr() == ("", f"{message}\n"), args
     assert not (tmp_path / "all.html").exists()
-    # A file where a folder must be made: an error, not a traceback.
-    assert main(["report", "merge", str(one), str(two), "--json", str(a_file / "x.json")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: cannot write the report: [Errno "), err
-    assert f"'{a_file}'" in err
+    # A file where a folder must be made: an error naming it, not a traceback; the other
+    # reports are written and said to be (the error named neither).
+    bad, good = a_file / "x.json", tmp_path / "all.md"
+    assert main(["report", "merge", str(one), str(two), "--json", str(bad), "--md", str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"error: cannot write the report {bad}: [Errno "), err
+    assert err.rstrip().endswith("give a path in a folder that can be written"), err
+    assert f"ploop: wrote {good}" in out and good.is_file()
 
 
 def test_report_merge_in_a_subprocess_exits_2_on_a_bad_record(tmp_path: Path) -> None:
