@@ -23,6 +23,7 @@ from ._durations_merge import (
     SCHEMA,
     SHARD_KEY,
     Measurement,
+    measurement_of,
     merge,
     merge_files,
     seconds_of,
@@ -100,13 +101,7 @@ def _sharded(cache: pytest.Cache) -> dict[str, Measurement]:
     tests = data.get("tests") if isinstance(data, dict) else None
     if not isinstance(tests, dict):
         return {}
-    out = {}
-    for test, entry in tests.items():
-        if isinstance(entry, dict):
-            seconds, recorded = seconds_of(entry.get("seconds")), seconds_of(entry.get("recorded"))
-            if seconds is not None and recorded is not None:
-                out[str(test)] = Measurement(seconds, recorded)
-    return out
+    return {str(t): m for t, e in tests.items() if (m := measurement_of(e)) is not None}
 
 
 class DurationRecorder:

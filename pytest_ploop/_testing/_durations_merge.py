@@ -39,6 +39,7 @@ __all__ = [
     "cache_dir",
     "dumps",
     "merge",
+    "measurement_of",
     "merge_files",
     "read_cache",
     "read_file",
@@ -125,6 +126,8 @@ def read_cache(cache: Path) -> dict[str, Measurement]:
             for test, m in durations.items()
         }
     shards = _load_json(sharded, again) if sharded.is_file() else None
+    if shards is not None and not (isinstance(shards, dict) and "schema" in shards):
+        raise ValueError(f"{sharded}: a malformed durations file: {again}")
     return merge([main, _exported(shards, sharded) if shards else {}])
 
 
@@ -197,15 +200,22 @@ def _exported(data: dict[str, Any], path: Path) -> dict[str, Measurement]:
         raise ValueError(f"{path}: a malformed durations file (no 'tests' object): export it again")
     out = {}
     for test, entry in tests.items():
-        entry = entry if isinstance(entry, dict) else {}
-        seconds, recorded = seconds_of(entry.get("seconds")), seconds_of(entry.get("recorded"))
-        if seconds is None or recorded is None:
+        m = measurement_of(entry)
+        if m is None:
             raise ValueError(
                 f"{path}: a malformed durations file: {test!r} has {entry!r}, expected "
                 '{"seconds": S, "recorded": UNIX_TIME} (finite numbers >= 0): export it again'
             )
-        out[str(test)] = Measurement(seconds, recorded)
+        out[str(test)] = m
     return out
+
+
+def measurement_of(entry: Any) -> Measurement | None:
+    """An exported test's ``{"seconds": S, "recorded": UNIX_TIME}``, or ``None`` when it is
+    not one (finite numbers >= 0)."""
+    entry = entry if isinstance(entry, dict) else {}
+    seconds, recorded = seconds_of(entry.get("seconds")), seconds_of(entry.get("recorded"))
+    return None if seconds is None or recorded is None else Measurement(seconds, recorded)
 
 
 def merge(sources: Iterable[Mapping[str, Measurement]]) -> dict[str, Measurement]:
