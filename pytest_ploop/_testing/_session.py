@@ -457,10 +457,14 @@ class ParallelSession:
                 blamed = pending[0] if pending else None
             if blamed is None or blamed in self._done:
                 continue
+            # What the run's reports call a test whose worker died or was killed (pytest
+            # counts it as failed, as it says); None for an error of the runner itself.
+            kind: str | None = None
             if isinstance(exc, WorkerCrashed | TaskTimeout):
+                kind = "timed_out" if isinstance(exc, TaskTimeout) else "crashed"
                 # A test that timed out fails and the run goes on: only crashes count
                 # toward --ploop-max-worker-restart (two hangs stopped a run at its limit of 1).
-                self.crashes += isinstance(exc, WorkerCrashed)
+                self.crashes += kind == "crashed"
                 text = _crash_text(exc, failure.worker)
                 limit = self.settings.max_worker_rss
                 over = _memory.over_limit_note(run.record.samples, failure.worker, limit)
@@ -478,10 +482,8 @@ class ParallelSession:
             # out last on the next run, when it is the longest of all.
             start = now - _ran_for(run.record, task)
             report = failed_report(item, text, start, now)
-            if isinstance(exc, WorkerCrashed | TaskTimeout):
-                # What the run's reports call it (pytest counts it as failed, as it says).
-                outcome = "timed_out" if isinstance(exc, TaskTimeout) else "crashed"
-                report.ploop_outcome = outcome  # type: ignore[attr-defined]
+            if kind is not None:
+                report.ploop_outcome = kind  # type: ignore[attr-defined]
             ihook.pytest_runtest_logreport(report=report)
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             self._done.add(blamed)
