@@ -6,6 +6,7 @@ function that raises."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,26 @@ from decorator_support import Project, section
 
 from pytest_ploop._parametrize import parametrize_parallel
 
-DIRECT = """
+# The Dask runs are the inner ones' (subprocesses): Dask is never imported here. Imported by a
+# test (pytest.importorskip), it was dropped from sys.modules with what else the test imported
+# (pytester does that) and the pytest runs of later tests in this process lost the plugin's
+# options ("unrecognized arguments: --ploop-shard").
+needs_dask = pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="needs Dask distributed"
+)
+
+# A sync wrapper made with functools.wraps (a retry helper), in both inner modules below.
+RETRY = """
+def retry(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return wrapper
+"""
+
+DIRECT = (
+    """
 import functools
 import json
 import sys
@@ -37,13 +57,9 @@ def spread(first, /, n, *rest, scale=1, **extra):
     return [first, n, list(rest), scale, extra]
 
 
-def retry(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs)
-
-    return wrapper
-
+"""
+    + RETRY
+    + """
 
 @parametrize_parallel("n", [1, 2], workers=2)
 @retry
@@ -70,6 +86,7 @@ out["cases"] = [e[3:] for e in casehelp.events("case")]
 out["pytest_loaded"] = "pytest" in sys.modules
 print("RESULT", json.dumps(out))
 """
+)
 
 
 def test_a_direct_call_binds_its_arguments_to_the_signature_it_shows(
@@ -111,25 +128,23 @@ def test_generator_functions_are_refused_when_decorating(fn: Any) -> None:
         parametrize_parallel("n", [1])(fn)
 
 
-BODIES = """
+BODIES = (
+    """
 import functools
 
 from pytest_ploop._parametrize import parametrize_parallel
 
 
-def retry(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs)
-
-    return wrapper
-
+"""
+    + RETRY
+    + """
 
 @parametrize_parallel("n", [1, 2], workers=2)
 @retry
 async def test_hidden_async(n):
     assert n == 999
 """
+)
 
 GENERATOR = """
 from pytest_ploop._parametrize import parametrize_parallel
@@ -296,8 +311,8 @@ def test_case_value(n):
 """
 
 
+@needs_dask
 def test_on_dask_the_fixture_or_case_that_cannot_be_pickled_is_named(project: Project) -> None:
-    pytest.importorskip("distributed")
     project.pytester.makepyfile(test_unpicklable=UNPICKLABLE)
     # A local cluster of one process (the budget's size) is enough: nothing reaches it.
     result = project.run("--ploop-fanout-budget=1")
@@ -339,10 +354,10 @@ if __name__ == "__main__":  # Dask's spawned workers import this module again
 """
 
 
+@needs_dask
 def test_on_dask_a_direct_calls_argument_that_cannot_be_pickled_is_named(
     project: Project,
 ) -> None:
-    pytest.importorskip("distributed")
     script = project.pytester.makepyfile(direct=UNPICKLABLE_DIRECT)
     result = project.pytester.runpython(script)
     assert result.ret == 0, result.stderr.str()

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,14 @@ def _child_holding_memory(paths: tuple[str, str]) -> int:
     return subprocess.run([sys.executable, "-c", code], check=True).returncode
 
 
+def _poll_until(run: Run, ready: Callable[[], bool]) -> None:
+    """Drive ``run`` until ``ready()``: a sample it takes, an event it sees (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, run.record.samples
+        run.poll()
+
+
 def test_a_workers_samples_include_its_child_processes(tmp_path: Path) -> None:
     """A worker's samples counted the worker alone: a test's server or build that used
     memory and CPU in a child process was invisible (``children`` was always 0), and so was
@@ -289,11 +298,8 @@ def test_a_workers_samples_include_its_child_processes(tmp_path: Path) -> None:
     workers = Workers("fork")
     run = Run(workers, _child_holding_memory, [(ready, release)], RunOptions(workers=2))
     try:
-        deadline = time.monotonic() + 30
-        while not (seen := [s for s in run.record.samples if s.rss > 100 << 20]):
-            assert time.monotonic() < deadline, run.record.samples
-            run.poll()
-        assert seen[0].children == 1
+        _poll_until(run, lambda: any(s.rss > 100 << 20 for s in run.record.samples))
+        assert next(s.children for s in run.record.samples if s.rss > 100 << 20) == 1
         faults.touch(release)
         run.run_to_end()
     finally:
@@ -329,7 +335,8 @@ def test_a_worker_is_a_main_process_to_multiprocessing(
 
 def _start_a_server_then_wait(path: str) -> None:
     """Start a process in a session of its own (out of the worker's process group, as a
-    test's server may be), write its pid to ``path``, and wait for ever."""
+    test's server may be), name its pid in a file ``path.PID``, then make ``path``, and wait
+    for ever."""
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
     )
@@ -346,10 +353,10 @@ def test_a_crashed_workers_process_in_a_session_of_its_own_is_ended(tmp_path: Pa
     workers = Workers("fork")
     run = Run(workers, _start_a_server_then_wait, [path], RunOptions(workers=2))
     try:
-        deadline = time.monotonic() + 30
-        while not [s for s in run.record.samples if s.children]:
-            assert time.monotonic() < deadline, run.record.samples
-            run.poll()
+        # (``path`` comes after the pid's file: the samples may see the child before.)
+        _poll_until(
+            run, lambda: os.path.exists(path) and any(s.children for s in run.record.samples)
+        )
         [child] = [int(p.name.rsplit(".", 1)[1]) for p in tmp_path.glob("started.*")]
         os.kill(workers.live()[0].pid, signal.SIGKILL)
         run.run_to_end()
