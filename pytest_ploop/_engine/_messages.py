@@ -1,8 +1,8 @@
 """Messages between the main process and its workers: frozen dataclasses, and
 :func:`safe_str` for the text of a :class:`Failure`.
 
-Every message crosses a socket as one frame (see ``_transport``): an 8-byte length and the
-message pickled. Payloads that a user supplies (the function, arguments, results, exceptions)
+Every message crosses a socket as one frame (see ``_transport``): a header of lengths, the
+message pickled, and its large ``bytes`` field, if any, out of band. Payloads that a user supplies (the function, arguments, results, exceptions)
 travel as bytes pickled separately, so that a payload that cannot be pickled or unpickled fails
 its own task and never the message that carries it.
 

@@ -1,6 +1,11 @@
 """Framed messages over a stream socket.
 
-A frame is an 8-byte big-endian length followed by that many bytes of pickle.
+A frame is a 16-byte header, two big-endian lengths (the message's pickle, and the data sent
+out of band), followed by those bytes. A message's first ``bytes`` field of at least
+``OUT_OF_BAND_MIN`` bytes (a chunk's pickled arguments or results) goes out of band, with
+pickle's protocol 5: it is written from the sender's own buffer, and not copied into the
+message's pickle and out of it again. The receiver gets that field as a read-only buffer,
+which ``pickle.loads`` takes as it takes bytes.
 
 The worker's side blocks (:func:`send`, :func:`recv`). The main process's side never blocks
 (:class:`Channel`): it queues what it sends and writes when the socket is writable, and it
@@ -13,43 +18,77 @@ Standard library only: the worker imports it.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import pickle
 import socket
 import struct
 import threading
+from collections import deque
 from typing import Any
 
-_HEADER = struct.Struct("!Q")
+_HEADER = struct.Struct("!QQ")
 _READ_SIZE = 1 << 18
+OUT_OF_BAND_MIN = 1 << 14
+_IOV_MAX = 1024  # buffers one sendmsg() takes (POSIX's minimum for IOV_MAX is 16)
 
 
 class Closed(Exception):
     """The other end closed the connection."""
 
 
-def _frame(message: Any) -> tuple[bytes, bytes]:
-    """The frame for ``message`` in its two parts: header and body, left apart so that a
-    large body is never copied to join them."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)), body
+def _frame(message: Any) -> list[bytes]:
+    """The frame for ``message`` as the buffers to write in turn: the header, the pickle,
+    and the out-of-band data if any. Left apart, so that a large part is never copied to
+    join them."""
+    raw = None
+    for name in getattr(type(message), "__dataclass_fields__", ()):
+        value = getattr(message, name)
+        if type(value) is bytes and len(value) >= OUT_OF_BAND_MIN:
+            raw, message = value, copy.copy(message)
+            object.__setattr__(message, name, pickle.PickleBuffer(value))  # (frozen)
+            break
+    if raw is None:
+        body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        return [_HEADER.pack(len(body), 0), body]
+    body = pickle.dumps(message, protocol=5, buffer_callback=_out_of_band)
+    return [_HEADER.pack(len(body), len(raw)), body, raw]
+
+
+def _out_of_band(buffer: pickle.PickleBuffer) -> bool:
+    return False  # (pickle's buffer_callback: a false value sends the buffer out of band)
+
+
+def _load(body: Any, raw: Any) -> Any:
+    return pickle.loads(body, buffers=(raw,) if raw is not None else None)
 
 
 def encode(message: Any) -> bytes:
     """Return the frame for ``message``."""
-    header, body = _frame(message)
-    return header + body
+    return b"".join(_frame(message))
 
 
 def send(sock: socket.socket, message: Any) -> None:
     """Send one message, blocking until it is written."""
-    header, body = _frame(message)
+    parts = _frame(message)
     if not hasattr(sock, "sendmsg"):  # (Windows)
-        sock.sendall(header + body)
+        sock.sendall(b"".join(parts))
         return
-    # Header and body in one system call, without copying a chunk's results into a frame.
-    sent = sock.sendmsg([header, body])
-    if sent < len(header) + len(body):  # interrupted part way
-        sock.sendall(memoryview(header + body)[sent:])
+    # Every part in one system call, without copying a chunk's results into a frame.
+    pending: deque[bytes | memoryview] = deque(parts)
+    while pending:
+        _consume(pending, sock.sendmsg(pending))
+
+
+def _consume(pending: deque[bytes | memoryview], sent: int) -> None:
+    """Drop the first ``sent`` bytes of the buffers in ``pending``."""
+    while sent:
+        first = pending[0]
+        if sent < len(first):
+            pending[0] = memoryview(first)[sent:]
+            return
+        sent -= len(first)
+        pending.popleft()
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -66,8 +105,12 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
 
 def recv(sock: socket.socket) -> Any:
     """Receive one message, blocking until it has arrived; raise :class:`Closed` at EOF."""
-    (size,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
-    return pickle.loads(_recv_exactly(sock, size))
+    size, extra = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
+    if not extra:
+        return pickle.loads(_recv_exactly(sock, size))
+    # One buffer for both: the out-of-band field is a view of it (see the module's docstring).
+    view = memoryview(_recv_exactly(sock, size + extra))
+    return _load(view[:size], view[size:])
 
 
 class Channel:
@@ -76,7 +119,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
-        self._out = bytearray()
+        self._out: deque[bytes | memoryview] = deque()  # parts of frames still to write
         self._in = bytearray()  # the start of a frame still to come
         self.closed = False
 
@@ -89,23 +132,24 @@ class Channel:
 
     def queue(self, message: Any) -> None:
         """Queue ``message`` and write as much as the socket takes now."""
-        header, body = _frame(message)
-        self._out += header
-        self._out += body
+        self._out.extend(_frame(message))
         self.flush()
 
     def flush(self) -> None:
         """Write queued bytes until the socket would block."""
         while self._out and not self.closed:
             try:
-                n = self.sock.send(self._out)
+                if len(self._out) == 1 or not hasattr(self.sock, "sendmsg"):
+                    n = self.sock.send(self._out[0])
+                else:
+                    n = self.sock.sendmsg(itertools.islice(self._out, _IOV_MAX))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # the worker is gone; its sentinel tells the rest
                 self.closed = True
                 self._out.clear()
                 return
-            del self._out[:n]
+            _consume(self._out, n)
 
     def read(self) -> list[Any]:
         """Read what has arrived; return the complete messages. Mark closed at EOF."""
@@ -159,10 +203,16 @@ def _cut(data: memoryview, messages: list[Any]) -> int:
     they took (a frame still incomplete stays)."""
     pos, total = 0, len(data)
     while total - pos >= _HEADER.size:
-        (size,) = _HEADER.unpack_from(data, pos)
-        end = pos + _HEADER.size + size
+        size, extra = _HEADER.unpack_from(data, pos)
+        body = pos + _HEADER.size
+        end = body + size + extra
         if end > total:
             break
-        messages.append(pickle.loads(data[pos + _HEADER.size : end]))
+        if extra:
+            # Copied out: ``data`` is the read buffer, which the next read writes over (and a
+            # view of ``Channel._in`` would stop it from shrinking).
+            messages.append(_load(data[body : body + size], bytes(data[body + size : end])))
+        else:
+            messages.append(pickle.loads(data[body:end]))
         pos = end
     return pos

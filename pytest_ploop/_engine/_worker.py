@@ -511,7 +511,7 @@ class _Loop:
         slot, indices = self.slot, msg.indices
         values: list[Any] = []
         failures: dict[int, Failure] = {}
-        append = values.append
+        append, extend = values.append, values.extend
         c0, t0 = time.process_time(), time.monotonic()
         slot[SLOT_START] = t0
         n, pos, skipped = len(args), 0, 0
@@ -523,8 +523,11 @@ class _Loop:
             stop = min(n, pos + group)
             while len(values) < stop:
                 try:
-                    for arg in itertools.islice(it, stop - len(values)):
-                        append(fn(arg))
+                    # map() loops in C: a sixth less time a task than a Python loop. When
+                    # fn raises, extend() keeps the values before it, so len(values) is the
+                    # failing task's position; its argument is consumed, and the loop goes
+                    # on with the next.
+                    extend(map(fn, itertools.islice(it, stop - len(values))))
                 except BaseException as exc:
                     failures[len(values)] = capture(exc, "run")
                     append(None)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import pytest_ploop as ploop
+from pytest_ploop._engine import _transport
 from pytest_ploop._engine._pool import Run, RunOptions
 from pytest_ploop._engine._schedule import PROBE_BUDGET_S
 from pytest_ploop._engine._workers import Workers
@@ -78,3 +79,30 @@ def test_a_crash_in_a_probe_blames_its_task_alone() -> None:
         ploop.map(crash_at, range(60), workers=2)
     assert [(f.index, f.kind) for f in info.value.failures] == [(5, "crashed")]
     assert info.value.results == [None if i == 5 else i for i in range(60)]
+
+
+def test_tasks_failing_inside_a_batch_fail_alone_at_their_positions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch runs its tasks through ``map()``; a task that raises ends that pass, and the
+    batch goes on with the next task: each failure keeps its own index, the tasks around it
+    their results (two failing in a row, the first and the last of the input as well)."""
+    batches: list[int] = []
+    read = _transport.Channel.read
+
+    def spy(channel: _transport.Channel) -> list[Any]:
+        messages = read(channel)
+        batches.extend(len(m.failures) for m in messages if getattr(m, "batch_end", None))
+        return messages
+
+    monkeypatch.setattr(_transport.Channel, "read", spy)
+    n = 40_000
+    failing = {0, 1, 9_999, 10_000, 20_001, n - 1}
+    items = [("raise" if i in failing else "ok", i) for i in range(n)]
+    with pytest.raises(ploop.LoopError) as info:
+        ploop.map(faults.fail_on, items, workers=2)
+    assert sum(batches) == len(failing), f"failures per batch: {batches}"
+    err = info.value
+    assert sorted(f.index for f in err.failures) == sorted(failing)
+    assert all(f.kind == "failed" and "failing on purpose" in f.traceback for f in err.failures)
+    assert err.results == [None if i in failing else i for i in range(n)]

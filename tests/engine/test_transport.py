@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import socket
 import threading
+from array import array
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pytest_ploop._engine import _transport, _workers
+from pytest_ploop._engine._messages import ChunkDone
 from pytest_ploop._engine._transport import Channel, encode
 
 
@@ -148,3 +152,70 @@ def test_each_thread_reads_into_a_buffer_of_its_own() -> None:
     thread.join()
     assert _transport._scratch() is ours
     assert seen[0].obj is not ours.obj
+
+
+def _chunk_done(values: bytes, seq: int = 1) -> ChunkDone:
+    return ChunkDone(1, seq, values, {}, 0.0, array("d"), array("d", [0.5]))
+
+
+def test_a_large_bytes_field_is_sent_from_its_own_buffer_not_copied_into_the_pickle() -> None:
+    values = pickle.dumps(list(range(50_000)))
+    assert len(values) >= _transport.OUT_OF_BAND_MIN
+    header, body, raw = _transport._frame(_chunk_done(values))
+    assert raw is values  # written from the sender's bytes object: no copy
+    assert len(body) < 1024 and len(header) == _transport._HEADER.size
+    small = _transport._frame(_chunk_done(b"x" * 100))
+    assert len(small) == 2  # a small field stays in the pickle
+
+
+def test_an_out_of_band_field_arrives_whole_at_both_ends(
+    pair: tuple[Channel, socket.socket],
+) -> None:
+    channel, worker_end = pair
+    values = pickle.dumps([os.urandom(64) for _ in range(1500)])  # within any socket buffer
+    message = _chunk_done(values)
+    _transport.send(worker_end, message)  # the worker's blocking side, to the channel
+    (got,) = _pump_into(channel, worker_end, b"")
+    assert isinstance(got, ChunkDone) and bytes(got.values) == values
+    assert pickle.loads(got.values) == pickle.loads(values)
+    channel.queue(message)  # the channel's side, to the worker's blocking recv
+    while channel.wants_write:
+        channel.flush()
+    again = _transport.recv(worker_end)
+    assert bytes(again.values) == values and again.seq == message.seq
+
+
+def test_out_of_band_frames_cut_anywhere_are_returned_only_once_complete(
+    pair: tuple[Channel, socket.socket],
+) -> None:
+    channel, worker_end = pair
+    blobs = [bytes([i]) * (_transport.OUT_OF_BAND_MIN + 7 * i) for i in range(6)]
+    stream = b"".join(
+        encode(_chunk_done(b, seq)) + encode(("between", seq)) for seq, b in enumerate(blobs)
+    )
+    got: list[Any] = []
+    pos, step = 0, 1
+    while pos < len(stream):
+        chunk = 5003 if step == 17 else step  # odd steps, and now and then a longer one
+        worker_end.sendall(stream[pos : pos + chunk])
+        pos += chunk
+        step = step % 17 + 1
+        got += channel.read()
+    assert [(m.seq, bytes(m.values)) for m in got[::2]] == list(enumerate(blobs))
+    assert got[1::2] == [("between", seq) for seq in range(6)]
+
+
+def test_a_queued_out_of_band_message_larger_than_the_socket_buffers_is_written_as_it_drains(
+    pair: tuple[Channel, socket.socket],
+) -> None:
+    channel, worker_end = pair
+    values = os.urandom(12 * (1 << 20))
+    channel.queue(_chunk_done(values))
+    channel.queue("after")
+    assert channel.wants_write
+    frames = encode(_chunk_done(values)) + encode("after")
+    received = bytearray()
+    while channel.wants_write or len(received) < len(frames):
+        received += worker_end.recv(1 << 16)
+        channel.flush()
+    assert bytes(received) == frames
