@@ -2,9 +2,10 @@
 :func:`safe_str` for the text of a :class:`Failure`.
 
 Every message crosses a socket as one frame (see ``_transport``): a header of lengths, the
-message pickled, and its large ``bytes`` field, if any, out of band. Payloads that a user supplies (the function, arguments, results, exceptions)
-travel as bytes pickled separately, so that a payload that cannot be pickled or unpickled fails
-its own task and never the message that carries it.
+message pickled, and its large ``bytes`` field, if any, out of band. Payloads that a user
+supplies (the function, arguments, results, exceptions) travel as bytes pickled separately,
+so that a payload that cannot be pickled or unpickled fails its own task and never the
+message that carries it.
 
 This module is imported by the worker: standard library only.
 """

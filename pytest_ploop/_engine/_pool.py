@@ -685,15 +685,12 @@ class Run:
         if ran:
             self.outcomes.passed(indices, values if ran == n else values[:ran], frozenset(failures))
             batch = msg.batch_end is not None
-            cpu = msg.cpu
-            if len(cpu) != ran:  # one figure for the chunk: shared equally (ChunkDone.cpu)
-                cpu = array("d", [sum(cpu) / ran]) * ran
             self.record.tasks.add(
                 indices,
                 w.id,
                 msg.start,
                 None if batch else msg.ends,
-                cpu,
+                msg.cpu,  # (one figure for a batch: the record shares it out when read)
                 dict.fromkeys(failures, "failed"),
                 msg.starts,
                 msg.batch_end,

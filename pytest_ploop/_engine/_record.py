@@ -66,8 +66,9 @@ class TaskTable:
     ) -> None:
         """Append a chunk's tasks: the first started at ``first_start``, each later one when
         the one before it ended (or at ``starts``). A batch gives no ``ends`` but
-        ``batch_end``: its tasks share the batch's time equally. ``failed`` maps positions
-        that did not pass to their outcome."""
+        ``batch_end``: its tasks share the batch's time equally. ``cpu`` is each task's CPU
+        seconds, or one figure that the tasks share equally. ``failed`` maps positions that
+        did not pass to their outcome."""
         self._pending.append((indices, worker, first_start, ends, cpu, failed, starts, batch_end))
 
     def _flush(self) -> None:
@@ -84,7 +85,10 @@ class TaskTable:
                 self._start.append(first)
                 self._start.extend(ends[: n - 1])
             self._end.extend(ends)
-            self._cpu.extend(cpu)
+            if len(cpu) == n:
+                self._cpu.extend(cpu)
+            elif n:
+                self._cpu.extend(array("d", [sum(cpu) / n]) * n)
             codes = array("b", bytes(n))
             for pos, outcome in (failed or {}).items():
                 codes[pos] = OUTCOMES.index(outcome)
