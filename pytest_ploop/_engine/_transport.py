@@ -18,7 +18,6 @@ Standard library only: the worker imports it.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import pickle
 import socket
@@ -42,11 +41,12 @@ def _frame(message: Any) -> list[bytes]:
     and the out-of-band data if any. Left apart, so that a large part is never copied to
     join them."""
     raw = None
-    for name in getattr(type(message), "__dataclass_fields__", ()):
-        value = getattr(message, name)
+    fields = getattr(message, "__dict__", None)  # (a dataclass of _messages)
+    for name, value in fields.items() if fields is not None else ():
         if type(value) is bytes and len(value) >= OUT_OF_BAND_MIN:
-            raw, message = value, copy.copy(message)
-            object.__setattr__(message, name, pickle.PickleBuffer(value))  # (frozen)
+            # A shallow copy with that field wrapped (copy.copy() took 0.1 ms in a worker).
+            raw, message = value, object.__new__(type(message))
+            message.__dict__.update(fields, **{name: pickle.PickleBuffer(value)})
             break
     if raw is None:
         body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)

