@@ -33,12 +33,14 @@ def raise_value_error(x: Any) -> Any:
 
 
 def fail_on(x: tuple[str, Any]) -> Any:
-    """Do what ``x[0]`` says: ok, raise, exit, os_exit, segfault, hang, kill."""
+    """Do what ``x[0]`` says: ok, raise, stop, exit, os_exit, segfault, hang, kill."""
     how, value = x
     if how == "ok":
         return value
     if how == "raise":
         raise ValueError(f"failing on purpose: {value!r}")
+    if how == "stop":  # as next() on an empty iterator does inside a task
+        raise StopIteration(f"failing on purpose: {value!r}")
     if how == "exit":
         sys.exit(3)
     if how == "os_exit":

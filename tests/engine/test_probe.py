@@ -4,6 +4,7 @@ for a few milliseconds (see ``_schedule.PROBE_TASKS``); the rest come back to be
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,32 @@ def test_a_crash_in_a_probe_blames_its_task_alone() -> None:
     assert info.value.results == [None if i == 5 else i for i in range(60)]
 
 
+@pytest.mark.parametrize(
+    ("n", "failing"),
+    [
+        (
+            40_000,
+            {
+                0: "raise",
+                1: "stop",
+                9_999: "raise",
+                10_000: "stop",
+                20_001: "raise",
+                39_999: "raise",
+            },
+        ),
+        (20, {5: "stop"}),  # in the first chunks, which are probes
+    ],
+    ids=["batches", "probes"],
+)
 def test_tasks_failing_inside_a_batch_fail_alone_at_their_positions(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, n: int, failing: dict[int, str]
 ) -> None:
-    """A batch runs its tasks through ``map()``; a task that raises ends that pass, and the
-    batch goes on with the next task: each failure keeps its own index, the tasks around it
-    their results (two failing in a row, the first and the last of the input as well)."""
+    """Chunks of tiny tasks run as batches (and the first ones as probes); a task that raises
+    fails alone at its own position, the tasks around it keep their results: two failing in a
+    row, the first and the last of the input as well. A StopIteration too, which a loop
+    through map() took for the end of the arguments (the results shifted, or the worker's
+    loop never ended)."""
     batches: list[int] = []
     read = _transport.Channel.read
 
@@ -96,13 +117,25 @@ def test_tasks_failing_inside_a_batch_fail_alone_at_their_positions(
         return messages
 
     monkeypatch.setattr(_transport.Channel, "read", spy)
-    n = 40_000
-    failing = {0, 1, 9_999, 10_000, 20_001, n - 1}
-    items = [("raise" if i in failing else "ok", i) for i in range(n)]
-    with pytest.raises(ploop.LoopError) as info:
-        ploop.map(faults.fail_on, items, workers=2)
-    assert sum(batches) == len(failing), f"failures per batch: {batches}"
+    items = [(failing.get(i, "ok"), i) for i in range(n)]
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("the run did not end in 60 s")  # (the loop through map() spun)
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(ploop.LoopError) as info:
+            ploop.map(faults.fail_on, items, workers=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert sum(batches) == len(failing), f"failures per batch or probe: {batches}"
     err = info.value
     assert sorted(f.index for f in err.failures) == sorted(failing)
-    assert all(f.kind == "failed" and "failing on purpose" in f.traceback for f in err.failures)
+    for f in err.failures:
+        assert f.kind == "failed"
+        assert "failing on purpose" in f.traceback
+        expected = "StopIteration" if failing[f.index] == "stop" else "ValueError"
+        assert expected in f.traceback
     assert err.results == [None if i in failing else i for i in range(n)]
