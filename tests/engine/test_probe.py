@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import pytest_ploop as ploop
-from pytest_ploop._engine import _transport
+from pytest_ploop._engine._messages import ChunkDone
 from pytest_ploop._engine._pool import Run, RunOptions
 from pytest_ploop._engine._schedule import PROBE_BUDGET_S
 from pytest_ploop._engine._workers import Workers
@@ -101,22 +101,13 @@ def test_a_crash_in_a_probe_blames_its_task_alone() -> None:
     ids=["batches", "probes"],
 )
 def test_tasks_failing_inside_a_batch_fail_alone_at_their_positions(
-    monkeypatch: pytest.MonkeyPatch, n: int, failing: dict[int, str]
+    chunks_done: list[ChunkDone], n: int, failing: dict[int, str]
 ) -> None:
     """Chunks of tiny tasks run as batches (and the first ones as probes); a task that raises
     fails alone at its own position, the tasks around it keep their results: two failing in a
     row, the first and the last of the input as well. A StopIteration too, which a loop
     through map() took for the end of the arguments (the results shifted, or the worker's
     loop never ended)."""
-    batches: list[int] = []
-    read = _transport.Channel.read
-
-    def spy(channel: _transport.Channel) -> list[Any]:
-        messages = read(channel)
-        batches.extend(len(m.failures) for m in messages if getattr(m, "batch_end", None))
-        return messages
-
-    monkeypatch.setattr(_transport.Channel, "read", spy)
     items = [(failing.get(i, "ok"), i) for i in range(n)]
 
     def hung(signum: int, frame: object) -> None:
@@ -130,6 +121,7 @@ def test_tasks_failing_inside_a_batch_fail_alone_at_their_positions(
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, before)
+    batches = [len(m.failures) for m in chunks_done if m.batch_end is not None]
     assert sum(batches) == len(failing), f"failures per batch or probe: {batches}"
     err = info.value
     assert sorted(f.index for f in err.failures) == sorted(failing)

@@ -17,6 +17,7 @@ import pytest
 
 import pytest_ploop as ploop
 from pytest_ploop._engine import _worker
+from pytest_ploop._engine._messages import ChunkDone
 from pytest_ploop._engine._pool import TICK_S, Run, RunOptions
 from pytest_ploop._engine._workers import Workers, signal_name
 from tests import faults
@@ -233,23 +234,12 @@ def test_tasks_to_run_again_go_out_while_a_stream_holds_back() -> None:
 
 
 def test_a_chunk_of_tiny_tasks_sends_its_cpu_time_as_one_figure(
-    monkeypatch: pytest.MonkeyPatch,
+    chunks_done: list[ChunkDone],
 ) -> None:
     """A batch measured its CPU time once and sent one share per task: 8 bytes a task, more
     than the results of ``x * x`` take. It sends the one figure; the main process shares it
     out, and the record still has each task's share."""
-    from pytest_ploop._engine import _transport
-    from pytest_ploop._engine._messages import ChunkDone
-
-    seen: list[ChunkDone] = []
-    read = _transport.Channel.read
-
-    def spy(channel: _transport.Channel) -> list[Any]:
-        messages = read(channel)
-        seen.extend(m for m in messages if isinstance(m, ChunkDone))
-        return messages
-
-    monkeypatch.setattr(_transport.Channel, "read", spy)
+    seen = chunks_done
     with ploop.Pool(workers=2) as pool:
         assert pool.map(faults.square, range(50_000)) == [x * x for x in range(50_000)]
         record = pool.last_run
