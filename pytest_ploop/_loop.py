@@ -407,6 +407,7 @@ class Pool:
             signals_while_polling=stream,
             order=order,
             retire_idle=self._one_shot,
+            inherit_items=self._one_shot and not stream,
         )
         if self._closed:
             raise ValueError("this Pool is closed; create a new one")

@@ -110,6 +110,10 @@ class RunOptions:
     # stop at once, and its exit overlaps the last tasks of the others instead of adding to
     # the call's end.
     retire_idle: bool = False
+    # The workers are forked for this run and the input is a list or tuple (``ploop.map``
+    # under fork): each worker takes its tasks' arguments from its own copy of the input,
+    # and the main process sends positions only. Nothing is pickled on the way in.
+    inherit_items: bool = False
     # A stream's run (imap): Ctrl-C and SIGTERM are the run's only while it polls. Between
     # two results the consumer's own code runs, where they do what they do without the run
     # (KeyboardInterrupt raised there, SIGTERM's own action); the run's handlers, left in
@@ -153,6 +157,31 @@ def take_signals(handler: Callable[[int, FrameType | None], None], enabled: bool
         if signal.getsignal(sig) != signal.SIG_IGN:
             old[sig] = signal.signal(sig, handler)
     return old
+
+
+class _Items(Sequence[Any]):
+    """``seq[start:stop]`` without the copy: the arguments of a chunk whose worker holds
+    the items, looked at only when a task needs naming or sending again."""
+
+    __slots__ = ("seq", "start", "stop")
+
+    def __init__(self, seq: Sequence[Any], start: int, stop: int) -> None:
+        self.seq, self.start, self.stop = seq, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                return list(self)[i]
+            return _Items(self.seq, self.start + start, self.start + max(start, stop))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.seq[self.start + i]
 
 
 def length_of(items: Iterable[Any]) -> int | None:
@@ -249,6 +278,16 @@ class Run:
         # key.data is (kind, worker or None)
         if workers.start_method == "fork":
             _worker.INHERITED[self.job] = fn
+        # (A range is cut into ranges, which pickle in a few bytes. Workers running already
+        # were forked before this input existed.)
+        self._inherit = (
+            options.inherit_items
+            and workers.start_method == "fork"
+            and type(self._seq) in (list, tuple)
+            and not workers.live()
+        )
+        if self._inherit:
+            _worker.INHERITED_ITEMS[self.job] = self._seq  # type: ignore[assignment]
         workers.count = options.workers
         threads = options.threads_per_worker
         workers.threads = available_cpus() // options.workers or 1 if threads is None else threads
@@ -352,6 +391,7 @@ class Run:
         self._restore_signals()
         self.workers.resume_threads()
         _worker.INHERITED.pop(self.job, None)
+        _worker.INHERITED_ITEMS.pop(self.job, None)
         for fd in (self._wake_r, self._wake_w):
             _worker.PARENT_FDS.discard(fd)
             with contextlib.suppress(OSError):
@@ -466,6 +506,9 @@ class Run:
 
     def _next_chunk(self) -> InFlight | None:
         indices, args, budget = self._take()
+        if self._inherit:
+            batch = self._batch(len(indices))
+            return InFlight(self.job, next(_SEQS), indices, None, batch, budget, args)
         try:
             blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -488,7 +531,7 @@ class Run:
             and not getattr(self.fn, _worker.LOOKAHEAD, False)
         )
 
-    def _take(self) -> tuple[range | tuple[int, ...], list[Any], float]:
+    def _take(self) -> tuple[range | tuple[int, ...], Sequence[Any], float]:
         """The next chunk's task indices, arguments and time budget (a probe's, or 0)."""
         remaining = None if self.total is None else self.total - self.consumed + self._returned_n
         size = self.scheduler.chunk_size(
@@ -512,10 +555,13 @@ class Run:
             else:
                 self._returned.popleft()
             self._returned_n -= len(indices)
-            return indices, list(arguments), 0.0  # type: ignore[return-value]
+            if not isinstance(arguments, _Items):
+                arguments = list(arguments)
+            return indices, arguments, 0.0  # type: ignore[return-value]
         budget = 0.0
         if self._probes and self._mean_task_s is None and remaining:
-            size = probe_size(remaining, self.options.workers, self._next_arg_bytes())
+            arg_bytes = 1 if self._inherit else self._next_arg_bytes()  # (nothing pickled)
+            size = probe_size(remaining, self.options.workers, arg_bytes)
             budget = PROBE_BUDGET_S if size > 1 else 0.0
         if self.options.max_ahead is not None:
             size = max(1, min(size, self.options.max_ahead - (self.consumed - self.delivered)))
@@ -527,10 +573,15 @@ class Run:
                 self.consumed += len(picked)
                 self.exhausted = self.consumed >= len(self._seq)
                 return picked, [self._seq[i] for i in picked], budget
+            if self._inherit:
+                stop = min(start + size, len(self._seq))
+                self.consumed = stop
+                self.exhausted = stop >= len(self._seq)
+                return range(start, stop), _Items(self._seq, start, stop), budget
             seq_args = self._seq[start : start + size]
             self.consumed += len(seq_args)
             self.exhausted = self.consumed >= len(self._seq)
-            return range(start, self.consumed), seq_args, budget  # type: ignore[return-value]
+            return range(start, self.consumed), seq_args, budget
         args = list(self._peeked)
         self._peeked.clear()
         if len(args) < size and not self.exhausted:

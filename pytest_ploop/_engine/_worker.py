@@ -27,7 +27,7 @@ import time
 import traceback
 from array import array
 from collections import deque
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import context as mp_context
 from multiprocessing import process as mp_process
@@ -62,6 +62,9 @@ _MAIN_PROCESS = mp_process.current_process()
 # Functions the main process registered before forking: a forked worker finds a job's
 # function here and nothing has to be pickled (closures and lambdas work under fork).
 INHERITED: dict[int, Callable[[Any], Any]] = {}
+# The input of each such job, when it is a list or tuple (RunOptions.inherit_items): a chunk
+# then carries positions only, and the worker takes the arguments from here.
+INHERITED_ITEMS: dict[int, Sequence[Any]] = {}
 
 # File descriptors that belong to the main process (its ends of every worker's socket, its
 # wake-up pipe). A forked worker closes them first, so that a worker sees EOF when the main
@@ -434,7 +437,7 @@ class _Loop:
             self._skip(msg)
             return
         try:
-            args = pickle.loads(msg.args)
+            args = _arguments(msg)
         except BaseException as exc:
             slot[SLOT_PHASE] = Phase.IDLE
             _transport.send(self.sock, ChunkRejected(msg.job, msg.seq, capture(exc, "argument")))
@@ -606,7 +609,7 @@ class _Loop:
                 self.pending.append(msg)
             if isinstance(msg, Chunk) and msg.job == job:
                 try:
-                    return pickle.loads(msg.args)[0], False
+                    return _arguments(msg)[0], False
                 except BaseException:
                     return END, False  # that chunk is rejected when its turn comes
             if isinstance(msg, NoMore | Cancel):
@@ -636,6 +639,19 @@ class _Loop:
             if isinstance(msg, Stop) and not msg.unless_needed:
                 return True  # (one "unless needed" waits until the chunks held here ran)
         return job in self.cancelled
+
+
+def _arguments(msg: Chunk) -> list[Any]:
+    """A chunk's arguments: unpickled, or taken from the input this worker was forked with."""
+    if msg.args is not None:
+        unpickled: list[Any] = pickle.loads(msg.args)
+        return unpickled
+    items = INHERITED_ITEMS[msg.job]
+    indices = msg.indices
+    if not isinstance(indices, range):
+        return [items[i] for i in indices]
+    args = items[indices.start : indices.stop]
+    return args if type(args) is list else list(args)
 
 
 def _holds_a_run_once_value() -> bool:

@@ -43,7 +43,7 @@ class InFlight:
     job: int
     seq: int
     indices: range | tuple[int, ...]
-    args: bytes
+    args: bytes | None
     batch: bool = False
     budget: float = 0.0  # a probe's (see Chunk.budget)
     # The arguments themselves, as the main process had them: to name a failed task's

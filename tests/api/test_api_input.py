@@ -147,9 +147,10 @@ def test_a_function_the_workers_cannot_import_is_reported_naming_the_fix() -> No
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_an_unpicklable_argument_fails_only_its_own_task(start_method: str) -> None:
+    # A Pool's arguments travel pickled, under fork too (ploop.map's list need not: below).
     items: list[Any] = [1, 2, lambda: None, 4, threading.Lock(), 6]
-    with pytest.raises(ploop.LoopError) as info:
-        ploop.map(faults.identity, items, workers=2, start_method=start_method)
+    with ploop.Pool(2, start_method=start_method) as pool, pytest.raises(ploop.LoopError) as info:
+        pool.map(faults.identity, items)
     err = info.value
     assert [(f.index, f.kind) for f in err.failures] == [(2, "failed"), (4, "failed")]
     assert err.results == [1, 2, None, 4, None, 6]
@@ -158,6 +159,80 @@ def test_an_unpicklable_argument_fails_only_its_own_task(start_method: str) -> N
         assert f"the argument of task {failure.index} cannot be pickled" in message
         assert "Pass picklable arguments" in message
     assert "cannot pickle '_thread.lock' object" in str(err.failures[1].exception)
+
+
+def _type_name(x: Any) -> str:
+    return type(x).__name__
+
+
+def _never_pickled() -> list[Any]:
+    """Arguments that fail on the way to a worker that is sent them: pickling them raises
+    (in the main process) or unpickling them raises (in the worker)."""
+    return [
+        1,
+        lambda: None,
+        threading.Lock(),
+        faults.FailsWhenPickled("raise"),
+        faults.FailsWhenUnpickled("raise"),
+        "six",
+    ]
+
+
+NEVER_PICKLED_NAMES = ["int", "function", "lock", "FailsWhenPickled", "FailsWhenUnpickled", "str"]
+
+
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_map_under_fork_hands_a_list_or_tuple_to_its_workers_unpickled(kind: type) -> None:
+    # ploop.map forks its workers for the call: they hold the input already, so each chunk
+    # carries positions only. An argument that could not travel reaches its task as it is.
+    items = kind(_never_pickled())
+    results = ploop.map(_type_name, items, workers=2, chunksize=1, start_method="fork")
+    assert results == NEVER_PICKLED_NAMES
+
+
+def test_map_under_fork_sends_other_inputs_pickled() -> None:
+    # A generator is taken item by item, after the workers were forked: it travels pickled,
+    # and an argument that cannot fails its own task with the fix in the message.
+    with pytest.raises(ploop.LoopError) as info:
+        ploop.map(_type_name, iter(_never_pickled()), workers=2, start_method="fork")
+    err = info.value
+    assert [(f.index, f.kind) for f in err.failures] == [
+        (1, "failed"), (2, "failed"), (3, "failed"), (4, "failed"),
+    ]  # fmt: skip
+    assert err.results == ["int", None, None, None, None, "str"]
+    for failure in err.failures[:3]:
+        message = str(failure.exception)
+        assert f"the argument of task {failure.index} cannot be pickled" in message
+        assert "Pass picklable arguments" in message
+    # (Unpickled in the worker, where it raised.)
+    assert str(err.failures[3].exception) == "failing on purpose: 'unpickled'"
+
+
+def test_a_crash_with_an_inherited_input_runs_its_chunk_again_on_a_new_worker() -> None:
+    # The replacement worker is forked from the main process as the first were, and holds
+    # the input too; the crashed task is named by its argument, read in the main process.
+    items: list[Any] = [("ok", i) for i in range(40)]
+    items[5] = ("os_exit", "crash here")
+    with ploop.Pool(2, chunksize=8) as pool:
+        pool._one_shot = True  # as ploop.map, with the run record at hand
+        with pytest.raises(ploop.LoopError) as info:
+            pool.map(faults.fail_on, items)
+        record = pool.last_run
+    err = info.value
+    assert [(f.index, f.kind) for f in err.failures] == [(5, "crashed")]
+    assert err.failures[0].argument == repr(("os_exit", "crash here"))
+    assert err.results == [None if i == 5 else i for i in range(40)]
+    assert record is not None
+    assert sum(len(info.pids) for info in record.worker_info.values()) >= 3
+
+
+def test_map_under_fork_longest_first_hands_its_items_over_unpickled() -> None:
+    items = _never_pickled()
+    results = ploop.map(
+        _type_name, items, workers=2, schedule="lpt", cost=lambda x: len(repr(x)),
+        start_method="fork",
+    )  # fmt: skip
+    assert results == NEVER_PICKLED_NAMES
 
 
 def test_an_unpicklable_result_fails_only_its_own_task() -> None:

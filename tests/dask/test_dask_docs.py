@@ -1,7 +1,8 @@
 """docs/dask.md is real: its example files run, and print what the page shows (times, pids,
 addresses and worker numbers aside), against a local cluster and against a cluster started
-with the ``dask scheduler`` and ``dask worker`` commands, as the page's recipe says; so does
-the example of ``report=`` and ``backend=`` in docs/loops.md.
+with the ``dask scheduler`` and ``dask worker`` commands, as the page's recipe says; so do
+the examples of ``report=`` and ``backend=``, and of how arguments reach the workers, in
+docs/loops.md.
 
 A page marks an example file with ``<!-- file: NAME -->`` before its block, and what a command
 printed with ``<!-- output: COMMAND -->``; ``python NAME`` and ``pytest ARGS`` commands run."""
@@ -163,6 +164,10 @@ def test_loops_report_and_backend(examples: Path) -> None:
     assert (examples / "local.html").read_text().startswith("<!DOCTYPE html>")
     assert (examples / "dask.html").read_text().startswith("<!DOCTYPE html>")
     assert not (examples / "run.txt").exists()
+
+
+def test_loops_arguments_unpickled_and_pickled(examples: Path) -> None:
+    _check("python args.py", examples, doc=LOOPS)
 
 
 def test_every_output_has_its_example() -> None:

@@ -210,8 +210,13 @@ def test_every_fault_in_one_run_each_task_gets_its_own_outcome() -> None:
             expected[len(items)] = KIND[how]
             items.append(faulty_item(where, how))
             items.append(("ok", "", len(items)))
-    with pytest.raises(ploop.LoopError) as info:
-        ploop.map(faults.run_case, items, workers=3, chunksize=4, timeout=TIMEOUT)
+    # A Pool's workers outlive the call, so its arguments travel pickled (and the argument
+    # faults happen) under fork too; ploop.map's would reach its workers unpickled.
+    with (
+        ploop.Pool(3, chunksize=4, timeout=TIMEOUT) as pool,
+        pytest.raises(ploop.LoopError) as info,
+    ):
+        pool.map(faults.run_case, items)
     err = info.value
     assert {f.index: f.kind for f in err.failures} == expected
     assert err.results == [None if i in expected else i for i in range(len(items))]
