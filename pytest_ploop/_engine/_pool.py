@@ -234,7 +234,8 @@ class Run:
         self.delivered = 0  # for max_ahead: tasks the consumer has taken
         self._peeked: deque[Any] = deque()
         self.emitted: deque[tuple[int, str, Any]] = deque()  # (task index, worker, payload)
-        self._retry: deque[tuple[int, Any, bool]] = deque()  # index, argument, isolate
+        # index, argument, isolate (one a chunk), fresh (it goes pickled: see _chunk_done)
+        self._retry: deque[tuple[int, Any, bool, bool]] = deque()
         # Tasks a probe did not start (its time ran out): (indices, arguments), to send again.
         self._returned: deque[tuple[Sequence[int], Sequence[Any]]] = deque()
         self._returned_n = 0
@@ -505,8 +506,8 @@ class Run:
         return ahead is not None and self.consumed - self.delivered >= ahead
 
     def _next_chunk(self) -> InFlight | None:
-        indices, args, budget = self._take()
-        if self._inherit:
+        indices, args, budget, fresh = self._take()
+        if self._inherit and not fresh:
             batch = self._batch(len(indices))
             return InFlight(self.job, next(_SEQS), indices, None, batch, budget, args)
         try:
@@ -531,8 +532,9 @@ class Run:
             and not getattr(self.fn, _worker.LOOKAHEAD, False)
         )
 
-    def _take(self) -> tuple[range | tuple[int, ...], Sequence[Any], float]:
-        """The next chunk's task indices, arguments and time budget (a probe's, or 0)."""
+    def _take(self) -> tuple[range | tuple[int, ...], Sequence[Any], float, bool]:
+        """The next chunk's task indices, arguments, time budget (a probe's, or 0), and
+        whether its arguments must travel pickled although the workers hold the input."""
         remaining = None if self.total is None else self.total - self.consumed + self._returned_n
         size = self.scheduler.chunk_size(
             Progress(remaining, self.options.workers, self._mean_task_s)
@@ -540,13 +542,13 @@ class Run:
         if self._retry:
             # Tasks to run again go in chunks no larger than fresh ones (with chunksize=1,
             # one by one): a chunk's finished tasks are re-run if its worker dies.
-            index, arg, isolate = self._retry.popleft()
+            index, arg, isolate, fresh = self._retry.popleft()
             pairs = [(index, arg)]
             limit = min(size, 64)
             while not isolate and self._retry and not self._retry[0][2] and len(pairs) < limit:
-                index, arg, _ = self._retry.popleft()
+                index, arg, _, _ = self._retry.popleft()
                 pairs.append((index, arg))
-            return tuple(i for i, _ in pairs), [a for _, a in pairs], 0.0
+            return tuple(i for i, _ in pairs), [a for _, a in pairs], 0.0, fresh
         if self._returned:
             indices, arguments = self._returned[0]
             if len(indices) > size:
@@ -557,7 +559,7 @@ class Run:
             self._returned_n -= len(indices)
             if not isinstance(arguments, _Items):
                 arguments = list(arguments)
-            return indices, arguments, 0.0  # type: ignore[return-value]
+            return indices, arguments, 0.0, False  # type: ignore[return-value]
         budget = 0.0
         if self._probes and self._mean_task_s is None and remaining:
             arg_bytes = 1 if self._inherit else self._next_arg_bytes()  # (nothing pickled)
@@ -572,16 +574,16 @@ class Run:
                 picked = tuple(order[start : start + size])
                 self.consumed += len(picked)
                 self.exhausted = self.consumed >= len(self._seq)
-                return picked, [self._seq[i] for i in picked], budget
+                return picked, [self._seq[i] for i in picked], budget, False
             if self._inherit:
                 stop = min(start + size, len(self._seq))
                 self.consumed = stop
                 self.exhausted = stop >= len(self._seq)
-                return range(start, stop), _Items(self._seq, start, stop), budget
+                return range(start, stop), _Items(self._seq, start, stop), budget, False
             seq_args = self._seq[start : start + size]
             self.consumed += len(seq_args)
             self.exhausted = self.consumed >= len(self._seq)
-            return range(start, self.consumed), seq_args, budget
+            return range(start, self.consumed), seq_args, budget, False
         args = list(self._peeked)
         self._peeked.clear()
         if len(args) < size and not self.exhausted:
@@ -596,7 +598,7 @@ class Run:
                 if len(args) < size:
                     self.exhausted = True
         self.consumed += len(args)
-        return range(start, start + len(args)), args, 0.0
+        return range(start, start + len(args)), args, 0.0, False
 
     def _next_arg_bytes(self) -> int:
         """The pickled size of the next fresh argument (a probe's measure); one that cannot
@@ -654,9 +656,9 @@ class Run:
         w.told_no_more = False
         w.tasks_sent += len(chunk.indices)
 
-    def _requeue(self, index: int, arg: Any, isolate: bool) -> None:
+    def _requeue(self, index: int, arg: Any, isolate: bool, fresh: bool = False) -> None:
         if self.state is State.RUNNING:
-            self._retry.append((index, arg, isolate))
+            self._retry.append((index, arg, isolate, fresh))
         else:
             self.outcomes.not_run(index, bounded_repr(arg), self.stop_reason)
 
@@ -707,8 +709,10 @@ class Run:
                 # The chunk's results travel as one pickled list, so one result that cannot
                 # be unpickled here spoils the others too. Run the chunk's tasks again, one a
                 # chunk (as after a crash): then only that task fails, with its own error.
+                # Pickled: a worker holding the input may have run them, and a task that
+                # changed its item there would run again on the changed item.
                 for index, arg in zip(chunk.indices, chunk.arguments, strict=True):
-                    self._requeue(index, arg, True)
+                    self._requeue(index, arg, True, fresh=True)
                 return
             values = [None] * n
             failures.update({p: _result_failure(exc) for p in range(ran) if p not in failures})
@@ -931,7 +935,7 @@ class Run:
             if w.inflight:
                 w.channel.queue(Cancel(self.job))
         while self._retry:
-            index, arg, _ = self._retry.popleft()
+            index, arg, _, _ = self._retry.popleft()
             self.outcomes.not_run(index, bounded_repr(arg), reason)
         while self._returned:
             indices, arguments = self._returned.popleft()

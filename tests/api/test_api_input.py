@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import pytest_ploop as ploop
-from pytest_ploop._engine import _worker
+from pytest_ploop._engine import _transport, _worker
+from pytest_ploop._engine._messages import Chunk
 from tests import faults
 
 
@@ -224,6 +225,44 @@ def test_a_crash_with_an_inherited_input_runs_its_chunk_again_on_a_new_worker() 
     assert err.results == [None if i == 5 else i for i in range(40)]
     assert record is not None
     assert sum(len(info.pids) for info in record.worker_info.values()) >= 3
+
+
+def _consume(record: dict[str, Any]) -> Any:
+    """Take the record's text out of it (the task changes its item), and return the number,
+    or a result that cannot be unpickled in the main process."""
+    text = record.pop("text")
+    return int(text) if text.isdigit() else faults.FailsToUnpickle()
+
+
+def test_tasks_run_again_after_a_result_failed_to_unpickle_get_their_items_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One result that cannot be unpickled spoils its chunk's, and the chunk's tasks run again
+    # one by one. A worker holding the input may have run them and changed their items: they
+    # go pickled, from the main process's items, and not from that worker's copy (where the
+    # text was gone: every task of the chunk failed with KeyError, or passed wrongly).
+    sent: list[Chunk] = []
+    queue = _transport.Channel.queue
+
+    def spy(channel: _transport.Channel, message: Any) -> None:
+        if isinstance(message, Chunk):
+            sent.append(message)
+        queue(channel, message)
+
+    monkeypatch.setattr(_transport.Channel, "queue", spy)
+    records = [{"line": i, "text": str(i)} for i in range(200)]
+    records[2]["text"] = "oops"
+    with pytest.raises(ploop.LoopError) as info:
+        ploop.map(_consume, records, workers=2, chunksize=4)
+    err = info.value
+    assert [(f.index, f.kind) for f in err.failures] == [(2, "failed")]
+    assert "cannot be unpickled" in str(err.failures[0].exception)
+    assert err.results == [None if i == 2 else i for i in range(200)]
+    assert records[2] == {"line": 2, "text": "oops"}  # (the caller's items are untouched)
+    again = [c for c in sent if c.indices in ((0,), (1,), (2,), (3,))]
+    assert sorted(c.indices[0] for c in again) == [0, 1, 2, 3]
+    assert all(c.args is not None for c in again)
+    assert all(c.args is None for c in sent if c not in again)
 
 
 def test_map_under_fork_longest_first_hands_its_items_over_unpickled() -> None:
