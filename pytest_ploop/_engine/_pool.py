@@ -236,6 +236,9 @@ class Run:
         self.emitted: deque[tuple[int, str, Any]] = deque()  # (task index, worker, payload)
         # index, argument, isolate (one a chunk), fresh (it goes pickled: see _chunk_done)
         self._retry: deque[tuple[int, Any, bool, bool]] = deque()
+        # Tasks to run again that had finished on a worker which died before it reported
+        # them: what a not_run reason says of them if the run stops first.
+        self._lost: dict[int, str] = {}
         # Tasks a probe did not start (its time ran out): (indices, arguments), to send again.
         self._returned: deque[tuple[Sequence[int], Sequence[Any]]] = deque()
         self._returned_n = 0
@@ -660,7 +663,11 @@ class Run:
         if self.state is State.RUNNING:
             self._retry.append((index, arg, isolate, fresh))
         else:
-            self.outcomes.not_run(index, bounded_repr(arg), self.stop_reason)
+            self.outcomes.not_run(index, bounded_repr(arg), self._why_not_run(index))
+
+    def _why_not_run(self, index: int) -> str:
+        lost = self._lost.get(index)
+        return self.stop_reason if lost is None else f"{self.stop_reason} ({lost})"
 
     # -- events -------------------------------------------------------------------------
 
@@ -828,10 +835,14 @@ class Run:
             done = first.indices.index(running) if self.options.keep_finished else 0
             if done:
                 self.outcomes.passed(first.indices[:done], [None] * done, frozenset())
+            finished = True
             for index, arg in zip(first.indices[done:], args[done:], strict=True):
                 if index != running:
+                    if finished:
+                        self._lost[index] = self._lost_note(w, running)
                     self._requeue(index, arg, False)
                     continue
+                finished = False
                 self._blame(w, index, arg, code, started, detail, marker)
         elif on_first and phase != Phase.IDLE and len(first.indices) == 1:
             self._blame(w, first.indices[0], args[0], code, started, detail, marker)
@@ -840,6 +851,8 @@ class Run:
             # results died with the worker) and run again; the group's run one by one.
             k = first.indices.index(running)
             for p, (index, arg) in enumerate(zip(first.indices, args, strict=True)):
+                if p < k:
+                    self._lost[index] = self._lost_note(w, running)
                 self._requeue(index, arg, k <= p < k + PROBE_GROUP)
         else:  # died between tasks: try them again one by one to find the culprit
             for index, arg in zip(first.indices, args, strict=True):
@@ -847,6 +860,10 @@ class Run:
         for chunk in rest:
             for index, arg in zip(chunk.indices, chunk.arguments, strict=True):
                 self._requeue(index, arg, False)
+
+    @staticmethod
+    def _lost_note(w: WorkerHandle, running: int) -> str:
+        return f"it had run on {w.id}, which died in task {running} before reporting it"
 
     def _died_at_start(self, w: WorkerHandle, code: int | None, detail: str) -> None:
         """A worker that dies before its first task would die again in its place: after a
@@ -936,7 +953,7 @@ class Run:
                 w.channel.queue(Cancel(self.job))
         while self._retry:
             index, arg, _, _ = self._retry.popleft()
-            self.outcomes.not_run(index, bounded_repr(arg), reason)
+            self.outcomes.not_run(index, bounded_repr(arg), self._why_not_run(index))
         while self._returned:
             indices, arguments = self._returned.popleft()
             for index, arg in zip(indices, arguments, strict=True):

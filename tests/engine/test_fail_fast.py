@@ -106,6 +106,24 @@ def test_fail_fast_ends_as_soon_as_the_tasks_in_flight_are_done() -> None:
     assert err.total + (err.not_consumed or 0) == len(items)
 
 
+def test_fail_fast_after_a_crash_says_which_tasks_had_run_before_it() -> None:
+    # Tasks 0 to 4 finished in the chunk whose task 5 then killed its worker: their results
+    # died with it, and the stop came before they could run again. Their not_run reason says
+    # they had run (one of them may have failed there; nobody can know); 6 and 7 never ran.
+    items = [("ok", i) for i in range(40)]
+    items[5] = ("os_exit", 5)
+    with pytest.raises(ploop.LoopError) as info:
+        ploop.map(faults.fail_on, items, workers=2, chunksize=8, fail_fast=True)
+    by_index = {f.index: f for f in info.value.failures}
+    assert by_index[5].kind == "crashed"
+    lost = "(it had run on w0, which died in task 5 before reporting it)"
+    for i in range(5):
+        assert by_index[i].kind == "not_run"
+        assert str(by_index[i].exception) == f"task {i} was not run: {FAIL_FAST} {lost}"
+    for i in (6, 7):
+        assert str(by_index[i].exception) == f"task {i} was not run: {FAIL_FAST}"
+
+
 def test_without_fail_fast_every_task_runs() -> None:
     items = [("raise", 0)] + [("ok", i) for i in range(1, 50)]
     with pytest.raises(ploop.LoopError) as info:
