@@ -34,12 +34,12 @@ if __package__ in (None, ""):  # python benchmarks/arguments.py: import the pack
 import numpy as np
 
 from benchmarks.loops import (
-    RUNNER_KEYS,
     RUNNERS,
     Loop,
-    _csv,
     _positive,
     _prefer_checkout,
+    _print_header,
+    add_runners_option,
     figures,
     load_runners,
     machine_info,
@@ -77,13 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"arrays, one task each (default {ARRAYS})")  # fmt: skip
     parser.add_argument("--mb", type=_positive, default=MIB, metavar="MIB",
                         help=f"size of each array in MiB (default {MIB})")  # fmt: skip
-    parser.add_argument(
-        "--runners",
-        type=_csv(RUNNER_KEYS),
-        default=list(RUNNER_KEYS),
-        metavar="R,...",
-        help=f"runners to time (default {','.join(RUNNER_KEYS)})",
-    )
+    add_runners_option(parser)
     return parser.parse_args(argv)
 
 
@@ -93,10 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _prefer_checkout()
     runners = [r for r in RUNNERS if r.key in args.runners]
     loaded = load_runners(runners)
-    info = machine_info()
-    print(f"Python {info['python']} ({info['implementation']}) on {info['platform']}")
-    print(f"CPUs: {info['cpu_count']} (usable: {info['usable_cpus']}); best of {args.repeat} runs")
-    print()
+    _print_header(machine_info(), loaded, args.repeat)
     loop = build(args.arrays, args.mb)
     total_mib = args.arrays * args.mb
     results = measure_loop(loop, runners, loaded, args.repeat)

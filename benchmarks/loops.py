@@ -595,6 +595,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_runners_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--runners``: which of ``RUNNERS`` to time, by key."""
+    parser.add_argument(
+        "--runners",
+        type=_csv(RUNNER_KEYS),
+        default=list(RUNNER_KEYS),
+        metavar="R,...",
+        help=f"runners to time (default {','.join(RUNNER_KEYS)})",
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line. See the module docstring and benchmarks/README.md."""
     parser = argparse.ArgumentParser(
@@ -615,13 +626,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="L,...",
         help=f"loops to run (default {','.join(LOOP_NAMES)})",
     )
-    parser.add_argument(
-        "--runners",
-        type=_csv(RUNNER_KEYS),
-        default=list(RUNNER_KEYS),
-        metavar="R,...",
-        help=f"runners to time (default {','.join(RUNNER_KEYS)})",
-    )
+    add_runners_option(parser)
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the raw figures to PATH as JSON"
     )
