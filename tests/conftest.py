@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 
 import psutil
@@ -12,6 +13,18 @@ import pytest
 pytest_plugins = ["pytester"]
 
 _REAP_S = 10.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the suite Python's own Ctrl-C handler when it was started with SIGINT ignored.
+
+    A shell without job control starts a background job (``cmd &`` in a script, ``nohup``)
+    with SIGINT ignored, and every process started from it inherits that across ``exec``.
+    The suite's Ctrl-C tests send SIGINT to ploop runs in this process and in the ones it
+    starts, as a terminal would; ignored, they saw no interrupt at all.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _descendants() -> dict[int, psutil.Process]:
