@@ -65,7 +65,9 @@ class Function:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Run the function of ``job`` on each argument; ``args`` is the pickled list of them."""
+    """Run the function of ``job`` on each argument; ``args`` is the pickled list of them, or
+    ``None`` when the worker holds the input (``_worker.INHERITED_ITEMS``) and ``indices``
+    name the items to take from it."""
 
     job: int
     seq: int
