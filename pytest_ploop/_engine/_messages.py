@@ -72,7 +72,7 @@ class Chunk:
     job: int
     seq: int
     indices: range | tuple[int, ...]
-    args: bytes | None  # None: the worker was forked holding the items (INHERITED_ITEMS)
+    args: bytes | None
     batch: bool = False  # tiny tasks: run back to back, timed per chunk (see _worker)
     # A probe (task times still unknown, see _worker._Loop._run_batch): start tasks for this
     # many seconds at most and report the rest as skipped, to be sent again. 0: not a probe.

@@ -510,17 +510,16 @@ class Run:
 
     def _next_chunk(self) -> InFlight | None:
         indices, args, budget, fresh = self._take()
-        if self._inherit and not fresh:
-            batch = self._batch(len(indices))
-            return InFlight(self.job, next(_SEQS), indices, None, batch, budget, args)
-        try:
-            blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            kept = [(i, a) for i, a in zip(indices, args, strict=True) if self._picklable(i, a)]
-            if not kept:
-                return None
-            indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
-            blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = None  # (the worker takes the arguments from its copy of the input)
+        if not self._inherit or fresh:
+            try:
+                blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                kept = [(i, a) for i, a in zip(indices, args, strict=True) if self._picklable(i, a)]
+                if not kept:
+                    return None
+                indices, args = tuple(i for i, _ in kept), [a for _, a in kept]
+                blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         batch = self._batch(len(indices))
         return InFlight(self.job, next(_SEQS), indices, blob, batch, budget, args)
 
@@ -560,8 +559,6 @@ class Run:
             else:
                 self._returned.popleft()
             self._returned_n -= len(indices)
-            if not isinstance(arguments, _Items):
-                arguments = list(arguments)
             return indices, arguments, 0.0, False  # type: ignore[return-value]
         budget = 0.0
         if self._probes and self._mean_task_s is None and remaining:
@@ -832,17 +829,16 @@ class Run:
                 self.outcomes.not_run(index, bounded_repr(arg), why)
         elif on_first and phase == Phase.RUNNING and running in first.indices:
             # A chunk's tasks run in its order: those before the running one finished.
-            done = first.indices.index(running) if self.options.keep_finished else 0
+            ran = first.indices.index(running)
+            done = ran if self.options.keep_finished else 0
             if done:
                 self.outcomes.passed(first.indices[:done], [None] * done, frozenset())
-            finished = True
+            # (Those not kept run again, or are not run if the run stops first.)
+            self._lost.update(dict.fromkeys(first.indices[done:ran], self._lost_note(w, running)))
             for index, arg in zip(first.indices[done:], args[done:], strict=True):
                 if index != running:
-                    if finished:
-                        self._lost[index] = self._lost_note(w, running)
                     self._requeue(index, arg, False)
                     continue
-                finished = False
                 self._blame(w, index, arg, code, started, detail, marker)
         elif on_first and phase != Phase.IDLE and len(first.indices) == 1:
             self._blame(w, first.indices[0], args[0], code, started, detail, marker)
@@ -850,9 +846,8 @@ class Run:
             # A probe names the first task of the group it runs: those before it passed (their
             # results died with the worker) and run again; the group's run one by one.
             k = first.indices.index(running)
+            self._lost.update(dict.fromkeys(first.indices[:k], self._lost_note(w, running)))
             for p, (index, arg) in enumerate(zip(first.indices, args, strict=True)):
-                if p < k:
-                    self._lost[index] = self._lost_note(w, running)
                 self._requeue(index, arg, k <= p < k + PROBE_GROUP)
         else:  # died between tasks: try them again one by one to find the culprit
             for index, arg in zip(first.indices, args, strict=True):
