@@ -34,12 +34,13 @@ if __package__ in (None, ""):  # python benchmarks/arguments.py: import the pack
 import numpy as np
 
 from benchmarks.loops import (
+    RUNNER_KEYS,
     RUNNERS,
     Loop,
     _positive,
     _prefer_checkout,
     _print_header,
-    add_runners_option,
+    add_choices_option,
     figures,
     load_runners,
     machine_info,
@@ -77,7 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"arrays, one task each (default {ARRAYS})")  # fmt: skip
     parser.add_argument("--mb", type=_positive, default=MIB, metavar="MIB",
                         help=f"size of each array in MiB (default {MIB})")  # fmt: skip
-    add_runners_option(parser)
+    add_choices_option(parser, "--runners", RUNNER_KEYS, "R,...", "runners to time")
     return parser.parse_args(argv)
 
 

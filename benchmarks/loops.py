@@ -595,14 +595,16 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_runners_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--runners``: which of ``RUNNERS`` to time, by key."""
+def add_choices_option(
+    parser: argparse.ArgumentParser, flag: str, choices: Sequence[str], metavar: str, what: str
+) -> None:
+    """Add ``flag``: a comma-separated list of some of ``choices``, all of them by default."""
     parser.add_argument(
-        "--runners",
-        type=_csv(RUNNER_KEYS),
-        default=list(RUNNER_KEYS),
-        metavar="R,...",
-        help=f"runners to time (default {','.join(RUNNER_KEYS)})",
+        flag,
+        type=_csv(choices),
+        default=list(choices),
+        metavar=metavar,
+        help=f"{what} (default {','.join(choices)})",
     )
 
 
@@ -619,14 +621,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="runs per runner and loop; the best is reported (default 3)",
     )
-    parser.add_argument(
-        "--loops",
-        type=_csv(LOOP_NAMES),
-        default=list(LOOP_NAMES),
-        metavar="L,...",
-        help=f"loops to run (default {','.join(LOOP_NAMES)})",
-    )
-    add_runners_option(parser)
+    add_choices_option(parser, "--loops", LOOP_NAMES, "L,...", "loops to run")
+    add_choices_option(parser, "--runners", RUNNER_KEYS, "R,...", "runners to time")
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="also write the raw figures to PATH as JSON"
     )

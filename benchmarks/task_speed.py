@@ -27,7 +27,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.loops import _csv, _positive, machine_info, markdown_table, spin
+from benchmarks.loops import (
+    _positive,
+    add_choices_option,
+    machine_info,
+    markdown_table,
+    spin,
+)
 
 WORKERS = 2
 TASKS = 60  # per run; 30 per worker
@@ -186,13 +192,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=_positive, default=5, metavar="N", help="runs per pool (default 5)"
     )
-    parser.add_argument(
-        "--kernels",
-        type=_csv(tuple(KERNELS)),
-        default=list(KERNELS),
-        metavar="K,...",
-        help=f"kernels to run (default {','.join(KERNELS)})",
-    )
+    add_choices_option(parser, "--kernels", tuple(KERNELS), "K,...", "kernels to run")
     return parser.parse_args(argv)
 
 
